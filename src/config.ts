@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { Secret } from './secret.js';
+
+/**
+ * Configuration: an optional JSON file (P11KMS_CONFIG) validated with zod, then environment
+ * overrides, with defaults that run as-is in development (see README, "Configuration").
+ */
+
+const SecretSource = z.union([
+  z.object({ env: z.string().min(1) }).strict(),
+  z.object({ file: z.string().min(1) }).strict(),
+]);
+
+const HsmSchema = z
+  .object({
+    $comment: z.string().optional(),
+    module: z.string().min(1).default('/usr/lib/softhsm/libsofthsm2.so'),
+    tokenLabel: z.string().min(1).max(32).default('p11kms-dev'),
+    pin: SecretSource.optional(),
+    maxSessions: z.number().int().min(1).max(1024).default(8),
+    sessionWaitMs: z.number().int().min(1).max(60_000).default(2000),
+    maxWaiters: z.number().int().min(0).max(100_000).default(1024),
+    moduleEnv: z.record(z.string(), z.string()).default({}),
+    capabilities: z
+      .object({
+        gcmIv: z.enum(['caller', 'token-generated', 'token-appended']).default('caller'),
+        gcmZeroIvBuffer: z.boolean().default(false),
+        modifiableFalse: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const FileSchema = z
+  .object({
+    $comment: z.string().optional(),
+    dataDir: z.string().min(1).optional(),
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    socketPath: z.string().min(1).optional(),
+    accountId: z.string().regex(/^\d{12}$/).optional(),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/).optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+    hsm: HsmSchema.prefault({}),
+    admin: z
+      .object({ accessKeyId: z.string().min(16).max(128).optional(), secretAccessKey: SecretSource.optional() })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export interface Config {
+  dataDir: string;
+  host: string;
+  port: number;
+  socketPath: string;
+  accountId: string;
+  region: string;
+  logLevel: string;
+  hsm: Omit<z.output<typeof HsmSchema>, 'pin' | '$comment'> & { pin: Secret };
+  admin: { accessKeyId: string; secretAccessKey: Secret };
+}
+
+/** AWS's documented example credentials: obviously not for production, fine for a dev box. */
+export const DEV_ADMIN_ACCESS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE';
+export const DEV_ADMIN_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+
+export class ConfigError extends Error {}
+
+function readSecret(source: z.infer<typeof SecretSource>, what: string, env: NodeJS.ProcessEnv): Secret {
+  if ('env' in source) {
+    const v = env[source.env];
+    if (!v) throw new ConfigError(`${what}: environment variable ${source.env} is not set`);
+    return new Secret(v);
+  }
+  try {
+    return new Secret(readFileSync(source.file, 'utf8').replace(/\r?\n$/, ''));
+  } catch {
+    throw new ConfigError(`${what}: cannot read ${source.file}`);
+  }
+}
+
+function intFromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new ConfigError(`${name} must be a whole number`);
+  return Number(v);
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  let fileJson: unknown = {};
+  const path = env.P11KMS_CONFIG;
+  if (path) {
+    try {
+      fileJson = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`Cannot read config file ${path}: ${(e as Error).message}`);
+    }
+  }
+  const parsed = FileSchema.safeParse(fileJson);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new ConfigError(`Invalid configuration${path ? ` in ${path}` : ''}: ${detail}`);
+  }
+  const f = parsed.data;
+  const dataDir = resolve(cwd, env.P11KMS_DATA_DIR || f.dataDir || './var');
+  const { pin: pinSource, $comment: _, ...hsm } = f.hsm;
+  hsm.module = env.P11KMS_PKCS11_MODULE || hsm.module;
+  hsm.tokenLabel = env.P11KMS_TOKEN_LABEL || hsm.tokenLabel;
+  hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
+  if (hsm.capabilities.gcmIv !== 'caller') {
+    throw new ConfigError(
+      `hsm.capabilities.gcmIv '${hsm.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`,
+    );
+  }
+  const pin = env.P11KMS_PIN
+    ? new Secret(env.P11KMS_PIN)
+    : readSecret(
+        env.P11KMS_PIN_FILE ? { file: env.P11KMS_PIN_FILE } : (pinSource ?? { file: join(dataDir, 'softhsm', 'user.pin') }),
+        'Token PIN',
+        env,
+      );
+  const secretAccessKey = env.P11KMS_ADMIN_SECRET_ACCESS_KEY
+    ? new Secret(env.P11KMS_ADMIN_SECRET_ACCESS_KEY)
+    : f.admin.secretAccessKey
+      ? readSecret(f.admin.secretAccessKey, 'Admin secret access key', env)
+      : new Secret(DEV_ADMIN_SECRET_ACCESS_KEY);
+  const socketPath = env.P11KMS_SOCKET || f.socketPath || join(dataDir, 'p11kms.sock');
+  return {
+    dataDir,
+    host: env.P11KMS_HOST || f.host || '127.0.0.1',
+    port: intFromEnv(env, 'P11KMS_PORT') ?? f.port ?? 4599,
+    socketPath: isAbsolute(socketPath) ? socketPath : resolve(cwd, socketPath),
+    accountId: env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333',
+    region: env.P11KMS_REGION || f.region || 'us-east-1',
+    logLevel: env.P11KMS_LOG_LEVEL || f.logLevel || 'info',
+    hsm: { ...hsm, pin },
+    admin: {
+      accessKeyId: env.P11KMS_ADMIN_ACCESS_KEY_ID || f.admin.accessKeyId || DEV_ADMIN_ACCESS_KEY_ID,
+      secretAccessKey,
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { dirname, join } from 'node:path';
+import express from 'express';
+import { awsJsonRouter } from './api/aws-json/router.js';
+import { healthRouter } from './api/health.js';
+import { CredentialRegistry } from './authz/credentials.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { closeModules } from './hsm/module.js';
+import { Token } from './hsm/token.js';
+import type { KmsDeps } from './kms/context.js';
+import { reconcile, type ReconcileReport } from './kms/reconcile.js';
+import type { Logger } from './log.js';
+import { SqliteStore } from './store/sqlite.js';
+
+export interface Daemon {
+  deps: KmsDeps;
+  token: Token;
+  reconciled: ReconcileReport;
+  /** Bound TCP port (useful when configured as 0). */
+  port: number;
+  socketPath: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Assembles and starts the daemon: token (login, session pool), metadata store, start-up
+ * reconciliation, then the listeners on loopback TCP and a 0600 Unix socket.
+ */
+export async function startDaemon(config: Config, log: Logger, clock: Clock = systemClock): Promise<Daemon> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const token = Token.open(
+    {
+      module: config.hsm.module,
+      tokenLabel: config.hsm.tokenLabel,
+      pin: config.hsm.pin,
+      maxSessions: config.hsm.maxSessions,
+      sessionWaitMs: config.hsm.sessionWaitMs,
+      maxWaiters: config.hsm.maxWaiters,
+      modifiableFalse: config.hsm.capabilities.modifiableFalse,
+      moduleEnv: config.hsm.moduleEnv,
+    },
+    log,
+  );
+  const store = new SqliteStore(join(config.dataDir, 'metadata.sqlite'));
+  const deps: KmsDeps = { store, token, clock, region: config.region, log };
+  const reconciled = await reconcile(deps);
+  log.info({ ...reconciled }, 'start-up reconciliation done');
+
+  const credentials = new CredentialRegistry();
+  credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(healthRouter(token));
+  app.use(awsJsonRouter({ deps, credentials, clock, region: config.region, log }));
+
+  const tcp = createServer(app);
+  const unix = createServer(app);
+  await listen(tcp, () => tcp.listen(config.port, config.host));
+  await listenOnSocket(unix, config.socketPath);
+  const address = tcp.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info({ host: config.host, port, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info('shutting down: no new connections, finishing in-flight requests');
+      await Promise.all([close(tcp), close(unix)]);
+      token.close();
+      store.close();
+      closeModules();
+      log.info('stopped');
+    })());
+  return { deps, token, reconciled, port, socketPath: config.socketPath, stop };
+}
+
+function listen(server: Server, start: () => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.off('error', reject);
+      resolve();
+    });
+    start();
+  });
+}
+
+/** Creates the socket with mode 0600 from the start (umask), replacing a stale socket file. */
+async function listenOnSocket(server: Server, path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    /* no stale socket */
+  }
+  const previous = process.umask(0o177);
+  try {
+    await listen(server, () => server.listen(path));
+  } finally {
+    process.umask(previous);
+  }
+  chmodSync(path, 0o600);
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    // Keep-alive connections with no request in flight would hold close() open.
+    server.closeIdleConnections();
+  });
+}

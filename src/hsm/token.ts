@@ -1,0 +1,347 @@
+import pkcs11js from 'pkcs11js';
+import { Errors, KmsError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Secret } from '../secret.js';
+import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
+import { loadModule, reinitializeModule, type LoadedModule } from './module.js';
+import { SessionPool, type Pooled } from './session-pool.js';
+
+type Handle = Buffer;
+
+export interface TokenOptions {
+  module: string;
+  tokenLabel: string;
+  pin: Secret;
+  maxSessions: number;
+  sessionWaitMs: number;
+  /** Callers allowed to queue for a session before new ones are throttled. */
+  maxWaiters: number;
+  /** Whether the module accepts CKA_MODIFIABLE=false on generated keys. */
+  modifiableFalse: boolean;
+  moduleEnv?: Record<string, string>;
+}
+
+export type TokenState = 'ready' | 'recovering' | 'down' | 'closed';
+
+/** Thrown when a ciphertext fails authentication inside the token (wrong key, AAD or tampering). */
+export class AuthenticationFailed extends Error {}
+
+export interface TokenObjectInfo {
+  id: Buffer;
+  label: string;
+}
+
+const RW_SESSION = pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION;
+const GCM_TAG_BYTES = 16;
+
+/**
+ * One PKCS#11 token: a persistent logged-in session, a pool of operation sessions, a cache of
+ * object handles, and recovery when the token or its sessions are lost. Above this class keys
+ * are object ids with verbs; raw handles and key material never leave it.
+ */
+export class Token {
+  private slot: Handle;
+  private loginSession: Handle | undefined;
+  private readonly pool: SessionPool<Handle>;
+  private readonly handles = new Map<string, Handle>();
+  private recovering: Promise<void> | undefined;
+  private _state: TokenState = 'ready';
+  private _recoveries = 0;
+
+  private constructor(
+    private readonly mod: LoadedModule,
+    private readonly opts: TokenOptions,
+    private readonly log: Logger,
+  ) {
+    this.slot = this.findSlot();
+    this.login();
+    this.pool = new SessionPool<Handle>({
+      max: opts.maxSessions,
+      waitMs: opts.sessionWaitMs,
+      maxWaiters: opts.maxWaiters,
+      open: () => this.p.C_OpenSession(this.slot, RW_SESSION),
+      close: (s) => this.p.C_CloseSession(s),
+    });
+  }
+
+  /** Connects and logs in; throws a clear error (without the PIN) when that is impossible. */
+  static open(opts: TokenOptions, log: Logger): Token {
+    const mod = loadModule(opts.module, opts.moduleEnv);
+    try {
+      return new Token(mod, opts, log);
+    } catch (e) {
+      if (e instanceof KmsError) throw e;
+      throw Errors.internal(`Cannot open token '${opts.tokenLabel}': ${ckrName(ckrOf(e))}`);
+    }
+  }
+
+  private get p(): pkcs11js.PKCS11 {
+    return this.mod.pkcs11;
+  }
+
+  get state(): TokenState {
+    return this._state;
+  }
+  get recoveries(): number {
+    return this._recoveries;
+  }
+  get label(): string {
+    return this.opts.tokenLabel;
+  }
+  poolStats() {
+    return this.pool.stats();
+  }
+
+  private findSlot(): Handle {
+    for (const slot of this.p.C_GetSlotList(true)) {
+      if (this.p.C_GetTokenInfo(slot).label.trim() === this.opts.tokenLabel) return slot;
+    }
+    throw Errors.internal(`No token labelled '${this.opts.tokenLabel}' in module ${this.opts.module}`);
+  }
+
+  private login(): void {
+    const s = this.p.C_OpenSession(this.slot, RW_SESSION);
+    try {
+      this.p.C_Login(s, pkcs11js.CKU_USER, this.opts.pin.reveal());
+    } catch (e) {
+      // Login state belongs to the token: another session may already have logged it in.
+      if (ckrOf(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
+        try {
+          this.p.C_CloseSession(s);
+        } catch {
+          /* the session is useless either way */
+        }
+        throw e;
+      }
+    }
+    this.loginSession = s;
+  }
+
+  /**
+   * Runs one operation on a pooled session. When the session, login or token was lost, the
+   * token is recovered and the operation tried once more; a stale cached handle is looked up again.
+   */
+  private async run<T>(op: (session: Handle) => Promise<T> | T): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      if (this._state === 'closed') throw Errors.dependencyTimeout('The key store is shutting down.');
+      if (this._state !== 'ready') await this.awaitRecovery();
+      let pooled: Pooled<Handle> | undefined;
+      try {
+        pooled = await this.pool.acquire();
+        const result = await op(pooled.session);
+        this.pool.release(pooled);
+        return result;
+      } catch (e) {
+        if (pooled) this.pool.release(pooled, !(e instanceof AuthenticationFailed || e instanceof KmsError));
+        if (e instanceof KmsError || e instanceof AuthenticationFailed) throw e;
+        if (isStaleHandle(e) && attempt === 0) {
+          this.handles.clear();
+          continue;
+        }
+        if (isSessionLost(e)) {
+          this.log.warn({ ckr: ckrName(ckrOf(e)), token: this.opts.tokenLabel }, 'token session lost; recovering');
+          void this.recover(isModuleLost(e));
+          if (attempt === 0) continue;
+          throw Errors.dependencyTimeout('The key store is temporarily unavailable; the daemon is reconnecting.');
+        }
+        this.log.error({ ckr: ckrName(ckrOf(e)), err: (e as Error).message }, 'token operation failed');
+        throw Errors.internal(`The key store failed the operation (${ckrName(ckrOf(e))}).`);
+      }
+    }
+  }
+
+  private async awaitRecovery(): Promise<void> {
+    const pending = this.recovering ?? this.recover(false);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.opts.sessionWaitMs);
+    });
+    await Promise.race([pending, timeout]);
+    clearTimeout(timer);
+    if (this._state !== 'ready') {
+      throw Errors.dependencyTimeout('The key store is temporarily unavailable; the daemon is reconnecting.');
+    }
+  }
+
+  /** Single-flight reconnect with exponential backoff; reinitializes the module when needed. */
+  recover(moduleLost: boolean): Promise<void> {
+    if (this.recovering) return this.recovering;
+    this._state = 'recovering';
+    this.handles.clear();
+    this.pool.invalidate();
+    this.recovering = (async () => {
+      let delay = 100;
+      for (let attempt = 0; this._state !== 'closed'; attempt++) {
+        try {
+          this.dropLoginSession();
+          // A plain re-login first; if that keeps failing, the module itself may need a restart.
+          if (moduleLost || attempt >= 2) reinitializeModule(this.mod);
+          this.slot = this.findSlot();
+          this.login();
+          this._state = 'ready';
+          this._recoveries++;
+          this.log.info({ token: this.opts.tokenLabel, attempt }, 'token recovered');
+          return;
+        } catch (e) {
+          this._state = 'down';
+          const reason = e instanceof KmsError ? e.message : ckrName(ckrOf(e));
+          this.log.warn({ token: this.opts.tokenLabel, attempt, reason, retryInMs: delay }, 'token reconnect failed');
+          await new Promise((r) => setTimeout(r, delay).unref());
+          delay = Math.min(delay * 2, 5000);
+        }
+      }
+    })().finally(() => {
+      this.recovering = undefined;
+    });
+    return this.recovering;
+  }
+
+  private dropLoginSession(): void {
+    if (!this.loginSession) return;
+    try {
+      this.p.C_CloseSession(this.loginSession);
+    } catch {
+      /* already invalid */
+    }
+    this.loginSession = undefined;
+  }
+
+  /** Finds the key object with this CKA_ID, caching its handle until the next recovery. */
+  private handleFor(session: Handle, id: Buffer): Handle {
+    const cacheKey = id.toString('hex');
+    const cached = this.handles.get(cacheKey);
+    if (cached) return cached;
+    const found = this.find(session, [
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+    ]);
+    const handle = found[0];
+    if (!handle) throw Errors.keyUnavailable('The key material for this KMS key is not present in the key store.');
+    this.handles.set(cacheKey, handle);
+    return handle;
+  }
+
+  private find(session: Handle, template: pkcs11js.Template): Handle[] {
+    this.p.C_FindObjectsInit(session, template);
+    try {
+      const all: Handle[] = [];
+      for (;;) {
+        const batch = this.p.C_FindObjects(session, 256);
+        if (batch.length === 0) return all;
+        all.push(...batch);
+      }
+    } finally {
+      this.p.C_FindObjectsFinal(session);
+    }
+  }
+
+  private secretKeyTemplate(id: Buffer, label: string): pkcs11js.Template {
+    const t: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_SIGN, value: false },
+      { type: pkcs11js.CKA_VERIFY, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
+    if (this.opts.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+    return t;
+  }
+
+  /** Generates a non-extractable AES-256 key inside the token. */
+  async generateAesKey(id: Buffer, label: string): Promise<void> {
+    await this.run(async (s) => {
+      const h = await this.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, this.secretKeyTemplate(id, label));
+      this.handles.set(id.toString('hex'), h);
+    });
+  }
+
+  private gcm(iv: Buffer, aad: Buffer): pkcs11js.Mechanism {
+    return {
+      mechanism: pkcs11js.CKM_AES_GCM,
+      parameter: {
+        type: pkcs11js.CK_PARAMS_AES_GCM,
+        iv,
+        aad,
+        ivBits: iv.length * 8,
+        tagBits: GCM_TAG_BYTES * 8,
+      } as pkcs11js.AesGCM,
+    };
+  }
+
+  /** AES-GCM inside the token; returns ciphertext followed by the 16-byte tag. */
+  encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
+    return this.run((s) => {
+      this.p.C_EncryptInit(s, this.gcm(iv, aad), this.handleFor(s, id));
+      return this.p.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
+    });
+  }
+
+  /** Inverse of encryptGcm; throws AuthenticationFailed when the tag does not verify. */
+  decryptGcm(id: Buffer, iv: Buffer, aad: Buffer, ciphertextAndTag: Buffer): Promise<Buffer> {
+    return this.run(async (s) => {
+      this.p.C_DecryptInit(s, this.gcm(iv, aad), this.handleFor(s, id));
+      try {
+        return await this.p.C_DecryptAsync(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length));
+      } catch (e) {
+        if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new AuthenticationFailed();
+        throw e;
+      }
+    });
+  }
+
+  /** Random bytes from the token's RNG. */
+  random(n: number): Promise<Buffer> {
+    return this.run((s) => this.p.C_GenerateRandom(s, Buffer.alloc(n)));
+  }
+
+  /** Destroys every object with this CKA_ID; returns how many there were. */
+  destroy(id: Buffer): Promise<number> {
+    return this.run((s) => {
+      this.handles.delete(id.toString('hex'));
+      const found = this.find(s, [{ type: pkcs11js.CKA_ID, value: id }]);
+      for (const h of found) this.p.C_DestroyObject(s, h);
+      return found.length;
+    });
+  }
+
+  /** Token objects whose CKA_LABEL starts with the prefix: used by start-up reconciliation. */
+  listObjects(labelPrefix: string): Promise<TokenObjectInfo[]> {
+    return this.run((s) =>
+      this.find(s, [{ type: pkcs11js.CKA_TOKEN, value: true }]).flatMap((h) => {
+        const [id, label] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_LABEL }]);
+        const text = (label?.value as Buffer | undefined)?.toString('utf8') ?? '';
+        return text.startsWith(labelPrefix) ? [{ id: (id?.value as Buffer) ?? Buffer.alloc(0), label: text }] : [];
+      }),
+    );
+  }
+
+  /** Readiness probe: the token answers C_GetSessionInfo on the login session. */
+  isHealthy(): boolean {
+    if (this._state !== 'ready' || !this.loginSession) return false;
+    try {
+      this.p.C_GetSessionInfo(this.loginSession);
+      return true;
+    } catch (e) {
+      if (isSessionLost(e)) void this.recover(isModuleLost(e));
+      return false;
+    }
+  }
+
+  /** Closes every session and logs out; the module is finalized by closeModules(). */
+  close(): void {
+    this._state = 'closed';
+    this.pool.close();
+    this.dropLoginSession();
+  }
+}

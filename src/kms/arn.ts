@@ -1,0 +1,19 @@
+export const keyArn = (region: string, accountId: string, keyId: string): string =>
+  `arn:aws:kms:${region}:${accountId}:key/${keyId}`;
+
+export const aliasArn = (region: string, accountId: string, aliasName: string): string =>
+  `arn:aws:kms:${region}:${accountId}:${aliasName}`;
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export interface ParsedKmsArn {
+  region: string;
+  accountId: string;
+  resource: string;
+}
+
+/** arn:aws:kms:<region>:<account>:<key/uuid | alias/name>, or undefined when not of that form. */
+export function parseKmsArn(arn: string): ParsedKmsArn | undefined {
+  const m = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):((?:key|alias)\/.+)$/.exec(arn);
+  return m ? { region: m[1] as string, accountId: m[2] as string, resource: m[3] as string } : undefined;
+}

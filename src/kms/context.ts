@@ -1,0 +1,42 @@
+import type { z } from 'zod';
+import type { Clock } from '../clock.js';
+import type { Token } from '../hsm/token.js';
+import type { Logger } from '../log.js';
+import type { MetadataStore } from '../store/types.js';
+
+/** Who is calling, as established by a front door's authentication. */
+export interface Principal {
+  type: 'Root' | 'IAMUser' | 'AssumedRole';
+  arn: string;
+  accountId: string;
+  accessKeyId: string;
+}
+
+export interface RequestContext {
+  principal: Principal;
+  requestId: string;
+  sourceIp?: string | undefined;
+  userAgent?: string | undefined;
+}
+
+/** What every operation can use. The core knows nothing of HTTP. */
+export interface KmsDeps {
+  store: MetadataStore;
+  token: Token;
+  clock: Clock;
+  region: string;
+  log: Logger;
+}
+
+export interface Operation<S extends z.ZodType = z.ZodType> {
+  schema: S;
+  handler(deps: KmsDeps, ctx: RequestContext, input: z.output<S>): Promise<object> | object;
+}
+
+/** Keeps each operation's schema and handler together, with the input type inferred from the schema. */
+export function operation<S extends z.ZodType>(
+  schema: S,
+  handler: (deps: KmsDeps, ctx: RequestContext, input: z.output<S>) => Promise<object> | object,
+): Operation<S> {
+  return { schema, handler };
+}

@@ -1,0 +1,25 @@
+import type { KeyRecord } from '../store/types.js';
+import type { KmsDeps } from './context.js';
+
+/** The KeyMetadata structure AWS returns from CreateKey and DescribeKey. */
+export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
+  const current = deps.store.getMaterial(key.keyId, key.currentVersion);
+  return {
+    AWSAccountId: key.accountId,
+    KeyId: key.keyId,
+    Arn: key.arn,
+    CreationDate: new Date(key.createdAt),
+    Enabled: key.state === 'Enabled',
+    Description: key.description,
+    KeyUsage: key.keyUsage,
+    KeyState: key.state,
+    DeletionDate: key.deletionDate === undefined ? undefined : new Date(key.deletionDate),
+    Origin: key.origin,
+    KeyManager: key.keyManager,
+    CustomerMasterKeySpec: key.keySpec,
+    KeySpec: key.keySpec,
+    EncryptionAlgorithms: key.keyUsage === 'ENCRYPT_DECRYPT' ? ['SYMMETRIC_DEFAULT'] : undefined,
+    MultiRegion: false,
+    CurrentKeyMaterialId: current?.state === 'active' ? current.materialId : undefined,
+  };
+}

@@ -1,0 +1,51 @@
+import { Errors } from '../errors.js';
+import type { KeyRecord } from '../store/types.js';
+import { aliasArn, keyArn, parseKmsArn, UUID } from './arn.js';
+import type { KmsDeps, RequestContext } from './context.js';
+
+/**
+ * Resolves a KeyId parameter: key id, key ARN, and (where the operation allows) alias name or
+ * alias ARN. Unqualified names are looked up in the caller's account.
+ */
+export function resolveKey(deps: KmsDeps, ctx: RequestContext, ref: string, allowAlias = true): KeyRecord {
+  let accountId = ctx.principal.accountId;
+  let resource = ref;
+  if (ref.startsWith('arn:')) {
+    const arn = parseKmsArn(ref);
+    if (!arn || (!allowAlias && arn.resource.startsWith('alias/'))) throw Errors.notFound(`Invalid arn ${ref}`);
+    if (arn.region !== deps.region) throw Errors.notFound(`Invalid arn ${ref}`);
+    accountId = arn.accountId;
+    resource = arn.resource;
+  }
+  let keyId: string;
+  if (resource.startsWith('alias/')) {
+    if (!allowAlias) throw Errors.notFound(`Invalid keyId '${ref}'`);
+    const alias = deps.store.getAlias(accountId, resource);
+    if (!alias) throw Errors.notFound(`Alias ${aliasArn(deps.region, accountId, resource)} is not found.`);
+    keyId = alias.keyId;
+  } else {
+    keyId = resource.startsWith('key/') ? resource.slice(4) : resource;
+    if (!UUID.test(keyId)) throw Errors.notFound(`Invalid keyId '${ref}'`);
+  }
+  const key = deps.store.getKey(keyId);
+  if (!key || key.accountId !== accountId || key.state === 'Creating') {
+    throw Errors.notFound(`Key '${keyArn(deps.region, accountId, keyId)}' does not exist`);
+  }
+  return key;
+}
+
+/** Cryptographic use needs an Enabled key, with AWS's error for each other state. */
+export function requireUsable(key: KeyRecord): void {
+  switch (key.state) {
+    case 'Enabled':
+      return;
+    case 'Disabled':
+      throw Errors.disabled(`${key.arn} is disabled.`);
+    case 'PendingDeletion':
+      throw Errors.invalidState(`${key.arn} is pending deletion.`);
+    case 'PendingImport':
+      throw Errors.invalidState(`${key.arn} is pending import.`);
+    default:
+      throw Errors.invalidState(`${key.arn} is ${key.state}.`);
+  }
+}

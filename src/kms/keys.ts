@@ -1,0 +1,164 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { authorize } from '../authz/authorize.js';
+import { Errors } from '../errors.js';
+import type { KeyRecord } from '../store/types.js';
+import { keyArn } from './arn.js';
+import { operation, type KmsDeps, type RequestContext } from './context.js';
+import { keyMetadata } from './key-metadata.js';
+import { resolveKey } from './key-ref.js';
+import { materialize, newMaterial } from './material.js';
+import { checkTags } from './tags.js';
+import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
+
+const KEY_SPECS = [
+  'RSA_2048', 'RSA_3072', 'RSA_4096', 'ECC_NIST_P256', 'ECC_NIST_P384', 'ECC_NIST_P521', 'ECC_SECG_P256K1',
+  'SYMMETRIC_DEFAULT', 'HMAC_224', 'HMAC_256', 'HMAC_384', 'HMAC_512', 'SM2', 'ML_DSA_44', 'ML_DSA_65', 'ML_DSA_87',
+  'ECC_NIST_EDWARDS25519',
+] as const;
+const KEY_USAGES = ['SIGN_VERIFY', 'ENCRYPT_DECRYPT', 'GENERATE_VERIFY_MAC', 'KEY_AGREEMENT'] as const;
+const ORIGINS = ['AWS_KMS', 'EXTERNAL', 'AWS_CLOUDHSM', 'EXTERNAL_KEY_STORE'] as const;
+
+/** AWS's default key policy: the account root gets kms:*, which delegates to identity policies. */
+export function defaultKeyPolicy(accountId: string): string {
+  return JSON.stringify(
+    {
+      Version: '2012-10-17',
+      Id: 'key-default-1',
+      Statement: [
+        {
+          Sid: 'Enable IAM User Permissions',
+          Effect: 'Allow',
+          Principal: { AWS: `arn:aws:iam::${accountId}:root` },
+          Action: 'kms:*',
+          Resource: '*',
+        },
+      ],
+    },
+    null,
+    2,
+  );
+}
+
+const CreateKeySchema = z.object({
+  Policy: str(1, 131072, /^[\u0009\u000A\u000D\u0020-\u00FF]+$/).optional(),
+  Description: DESCRIPTION.optional(),
+  KeyUsage: oneOf(KEY_USAGES).optional(),
+  CustomerMasterKeySpec: oneOf(KEY_SPECS.slice(0, 13) as unknown as typeof KEY_SPECS).optional(),
+  KeySpec: oneOf(KEY_SPECS).optional(),
+  Origin: oneOf(ORIGINS).optional(),
+  CustomKeyStoreId: str(1, 64).optional(),
+  BypassPolicyLockoutSafetyCheck: bool().optional(),
+  Tags: list(TAG, 0, 1000).optional(),
+  MultiRegion: bool().optional(),
+  XksKeyId: str(1, 128, /^[a-zA-Z0-9-_.]+$/).optional(),
+});
+
+export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => {
+  if (input.KeySpec && input.CustomerMasterKeySpec) {
+    throw Errors.validation('You cannot specify KeySpec and CustomerMasterKeySpec in the same request.');
+  }
+  const keySpec = input.KeySpec ?? input.CustomerMasterKeySpec ?? 'SYMMETRIC_DEFAULT';
+  const keyUsage = input.KeyUsage ?? 'ENCRYPT_DECRYPT';
+  const origin = input.Origin ?? 'AWS_KMS';
+  if (keySpec === 'SYMMETRIC_DEFAULT' && keyUsage !== 'ENCRYPT_DECRYPT') {
+    throw Errors.validation(`KeyUsage ${keyUsage} is not compatible with KeySpec SYMMETRIC_DEFAULT`);
+  }
+  if (keySpec !== 'SYMMETRIC_DEFAULT') {
+    throw Errors.unsupported(`KeySpec ${keySpec} is not supported by this key store.`);
+  }
+  if (origin !== 'AWS_KMS' || input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) {
+    throw Errors.unsupported(`Origin ${origin} and custom key stores are not supported by this key store.`);
+  }
+  if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
+  const tags = input.Tags ?? [];
+  checkTags(tags, 0);
+  if (input.Policy !== undefined) checkPolicyJson(input.Policy);
+  authorize(ctx, 'CreateKey');
+
+  const keyId = randomUUID();
+  const now = deps.clock.now().getTime();
+  const accountId = ctx.principal.accountId;
+  const key: KeyRecord = {
+    keyId,
+    arn: keyArn(deps.region, accountId, keyId),
+    accountId,
+    region: deps.region,
+    createdAt: now,
+    description: input.Description ?? '',
+    keyUsage,
+    keySpec,
+    origin,
+    keyManager: 'CUSTOMER',
+    state: 'Creating',
+    policy: input.Policy ?? defaultKeyPolicy(accountId),
+    currentVersion: 1,
+  };
+  const material = newMaterial(keyId, 1, now);
+  deps.store.createKeyPending(key, material, tags);
+  try {
+    await materialize(deps, key, material, 'Enabled');
+  } catch (e) {
+    deps.store.deleteKey(keyId);
+    throw e;
+  }
+  return { KeyMetadata: keyMetadata(deps, deps.store.getKey(keyId) as KeyRecord) };
+});
+
+function checkPolicyJson(policy: string): void {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(policy);
+  } catch {
+    throw Errors.malformedPolicy('The new key policy will not allow you to update the key policy in the future.');
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw Errors.malformedPolicy('Policy document must be a JSON object.');
+  }
+}
+
+export const DescribeKey = operation(z.object({ KeyId: KEY_ID, GrantTokens: GRANT_TOKENS }), (deps, ctx, input) => {
+  const key = resolveKey(deps, ctx, input.KeyId);
+  authorize(ctx, 'DescribeKey', key);
+  return { KeyMetadata: keyMetadata(deps, key) };
+});
+
+export const ListKeys = operation(z.object({ Limit: LIMIT, Marker: MARKER }), (deps, ctx, input) => {
+  authorize(ctx, 'ListKeys');
+  const page = deps.store.listKeys(ctx.principal.accountId, input.Limit ?? 100, input.Marker);
+  return {
+    Keys: page.items.map((k) => ({ KeyId: k.keyId, KeyArn: k.arn })),
+    NextMarker: page.nextMarker,
+    Truncated: page.nextMarker !== undefined,
+  };
+});
+
+/** Resolves a key id/ARN (never an alias) for a management call that changes the key. */
+function managedKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string): KeyRecord {
+  const key = resolveKey(deps, ctx, ref, false);
+  authorize(ctx, action, key);
+  if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
+  return key;
+}
+
+export const EnableKey = operation(z.object({ KeyId: KEY_ID }), (deps, ctx, input) => {
+  const key = managedKey(deps, ctx, input.KeyId, 'EnableKey');
+  if (key.state === 'Disabled') deps.store.updateKey(key.keyId, { state: 'Enabled' });
+  return {};
+});
+
+export const DisableKey = operation(z.object({ KeyId: KEY_ID }), (deps, ctx, input) => {
+  const key = managedKey(deps, ctx, input.KeyId, 'DisableKey');
+  if (key.state === 'Enabled') deps.store.updateKey(key.keyId, { state: 'Disabled' });
+  return {};
+});
+
+export const UpdateKeyDescription = operation(
+  z.object({ KeyId: KEY_ID, Description: DESCRIPTION }),
+  (deps, ctx, input) => {
+    const key = managedKey(deps, ctx, input.KeyId, 'UpdateKeyDescription');
+    deps.store.updateKey(key.keyId, { description: input.Description });
+    return {};
+  },
+);
+

@@ -1,0 +1,47 @@
+import { randomBytes } from 'node:crypto';
+import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
+import { uuidToBytes } from './ciphertext.js';
+import type { KmsDeps } from './context.js';
+
+/** Every token object the daemon creates carries a label with this prefix. */
+export const LABEL_PREFIX = 'p11kms:';
+
+/** CKA_ID of a key-material version: the key id's 16 bytes and the u32 version. */
+export function objectIdFor(keyId: string, version: number): Buffer {
+  const id = Buffer.allocUnsafe(20);
+  uuidToBytes(keyId).copy(id, 0);
+  id.writeUInt32BE(version, 16);
+  return id;
+}
+
+export function newMaterial(keyId: string, version: number, now: number): KeyMaterialRecord {
+  return {
+    keyId,
+    version,
+    materialId: randomBytes(32).toString('hex'),
+    objectId: objectIdFor(keyId, version),
+    state: 'pending',
+    createdAt: now,
+  };
+}
+
+/**
+ * Generates the token object for a version row that is already written as 'pending', then
+ * marks it active. Order: row (pending) → token object → row (active). A crash in between
+ * leaves a pending row, which start-up reconciliation resolves (see reconcile.ts).
+ */
+export async function materialize(deps: KmsDeps, key: KeyRecord, m: KeyMaterialRecord, keyState?: KeyRecord['state']) {
+  try {
+    await deps.token.generateAesKey(m.objectId, `${LABEL_PREFIX}${key.keyId}:v${m.version}`);
+  } catch (e) {
+    deps.store.deleteMaterial(m.keyId, m.version);
+    throw e;
+  }
+  deps.store.activateMaterial(m.keyId, m.version, keyState);
+}
+
+/** The active material of a version, or KeyUnavailable when the row is missing. */
+export function materialOf(deps: KmsDeps, key: KeyRecord, version: number): KeyMaterialRecord | undefined {
+  const m = deps.store.getMaterial(key.keyId, version);
+  return m && m.state === 'active' ? m : undefined;
+}

@@ -1,0 +1,125 @@
+import { z } from 'zod';
+import { Errors } from '../errors.js';
+
+/**
+ * zod building blocks whose messages read like AWS's constraint messages, and parse() which
+ * turns zod issues into one ValidationException (or SerializationException for wrong types).
+ */
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** Marker message for a value of the wrong JSON type: reported as SerializationException. */
+const WRONG_TYPE = '\u0000type';
+/** Request members whose values are never echoed in an error message. */
+const NEVER_ECHO = new Set(['Plaintext', 'CiphertextBlob', 'Policy']);
+
+const lenMin = (n: number) => `Member must have length greater than or equal to ${n}`;
+const lenMax = (n: number) => `Member must have length less than or equal to ${n}`;
+
+export function str(min: number, max: number, pattern?: RegExp) {
+  let s = z.string({ error: WRONG_TYPE }).min(min, { message: lenMin(min) }).max(max, { message: lenMax(max) });
+  if (pattern) s = s.regex(pattern, { message: `Member must satisfy regular expression pattern: ${pattern.source}` });
+  return s;
+}
+
+export function int(min: number, max: number) {
+  return z
+    .number({ error: WRONG_TYPE })
+    .int({ message: WRONG_TYPE })
+    .min(min, { message: `Member must have value greater than or equal to ${min}` })
+    .max(max, { message: `Member must have value less than or equal to ${max}` });
+}
+
+export const bool = () => z.boolean({ error: WRONG_TYPE });
+
+export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.string({ error: WRONG_TYPE }).refine((v): v is T[number] => (values as readonly string[]).includes(v), {
+    message: `Member must satisfy enum value set: [${values.join(', ')}]`,
+  });
+}
+
+export function list<T extends z.ZodType>(item: T, min: number, max: number) {
+  return z.array(item, { error: WRONG_TYPE }).min(min, { message: lenMin(min) }).max(max, { message: lenMax(max) });
+}
+
+/** A base64 blob on the wire, a Buffer inside; length limits apply to the decoded bytes. */
+export function blob(min: number, max: number) {
+  return z.string({ error: WRONG_TYPE }).transform((s, ctx) => {
+    if (s.length % 4 !== 0 || !BASE64.test(s)) {
+      ctx.addIssue({ code: 'custom', message: WRONG_TYPE });
+      return z.NEVER;
+    }
+    const b = Buffer.from(s, 'base64');
+    if (b.length < min) ctx.addIssue({ code: 'custom', message: lenMin(min) });
+    if (b.length > max) ctx.addIssue({ code: 'custom', message: lenMax(max) });
+    return b;
+  });
+}
+
+export const KEY_ID = str(1, 2048);
+export const GRANT_TOKENS = list(str(1, 8192), 0, 10).optional();
+export const LIMIT = int(1, 1000).optional();
+export const MARKER = str(1, 1024, /^[\u0020-\u00FF]*$/).optional();
+export const DESCRIPTION = str(0, 8192);
+export const DRY_RUN = bool().optional();
+export const NUMBER_OF_BYTES = int(1, 1024);
+
+/** Our bound on the whole encryption context: keys plus values, in UTF-8 bytes. */
+export const MAX_ENCRYPTION_CONTEXT_BYTES = 8192;
+export const ENCRYPTION_CONTEXT = z
+  .record(z.string({ error: WRONG_TYPE }), z.string({ error: WRONG_TYPE }), { error: WRONG_TYPE })
+  .superRefine((ec, ctx) => {
+    let size = 0;
+    for (const [k, v] of Object.entries(ec)) {
+      if (k.length === 0) ctx.addIssue({ code: 'custom', message: 'Encryption context keys must not be empty' });
+      size += Buffer.byteLength(k) + Buffer.byteLength(v);
+    }
+    if (size > MAX_ENCRYPTION_CONTEXT_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `Encryption context must be ${MAX_ENCRYPTION_CONTEXT_BYTES} bytes or less` });
+    }
+  })
+  .optional();
+
+export const TAG = z.object(
+  { TagKey: str(1, 128), TagValue: str(0, 256) },
+  { error: WRONG_TYPE },
+);
+
+/** AWS spells member paths in lower camel case, with list items as `member.N` (1-based). */
+function awsPath(path: PropertyKey[]): string {
+  return path
+    .map((p) => (typeof p === 'number' ? `${p + 1}.member` : String(p).charAt(0).toLowerCase() + String(p).slice(1)))
+    .join('.');
+}
+
+function valueAt(input: unknown, path: PropertyKey[]): unknown {
+  let v: unknown = input;
+  for (const p of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
+}
+
+function describeValue(path: PropertyKey[], value: unknown): string {
+  if (value === undefined || value === null) return 'Value null';
+  if (NEVER_ECHO.has(String(path[0]))) return 'Value';
+  if (typeof value === 'string' && value.length <= 256) return `Value '${value}'`;
+  if (typeof value === 'number') return `Value '${value}'`;
+  return 'Value';
+}
+
+export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const result = schema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const wrongType = result.error.issues.find(
+    (i) => i.message === WRONG_TYPE && valueAt(input, i.path) !== undefined && valueAt(input, i.path) !== null,
+  );
+  if (wrongType) {
+    throw Errors.serialization(`Unexpected value type or encoding for '${awsPath(wrongType.path)}'.`);
+  }
+  const messages = result.error.issues.map((i) => {
+    const value = valueAt(input, i.path);
+    const missing = value === undefined || value === null;
+    const constraint = missing && i.message === WRONG_TYPE ? 'Member must not be null' : i.message;
+    return `${describeValue(i.path, value)} at '${awsPath(i.path)}' failed to satisfy constraint: ${constraint}`;
+  });
+  const n = messages.length;
+  throw Errors.validation(`${n} validation error${n === 1 ? '' : 's'} detected: ${messages.join('; ')}`);
+}

@@ -1,0 +1,41 @@
+import { ConfigError, loadConfig } from './config.js';
+import { startDaemon } from './daemon.js';
+import { isKmsError } from './errors.js';
+import { createLogger } from './log.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`p11kms: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = createLogger(config.logLevel);
+  let daemon;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (e) {
+    log.fatal({ err: isKmsError(e) ? e.message : (e as Error).message }, 'cannot start');
+    process.exit(1);
+  }
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    daemon.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error({ err: (e as Error).message }, 'unclean shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  // A fault in one request must not take the daemon down; log it and keep serving.
+  process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.message }, 'unhandled rejection'));
+}
+
+void main();

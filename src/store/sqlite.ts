@@ -1,0 +1,280 @@
+import Database from 'better-sqlite3';
+import { Errors } from '../errors.js';
+import type {
+  AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
+} from './types.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS keys (
+  key_id TEXT PRIMARY KEY,
+  arn TEXT NOT NULL,
+  account_id TEXT NOT NULL,
+  region TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  description TEXT NOT NULL,
+  key_usage TEXT NOT NULL,
+  key_spec TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  key_manager TEXT NOT NULL,
+  state TEXT NOT NULL,
+  policy TEXT NOT NULL,
+  current_version INTEGER NOT NULL,
+  deletion_date INTEGER
+);
+CREATE INDEX IF NOT EXISTS keys_by_account ON keys(account_id, key_id);
+CREATE TABLE IF NOT EXISTS key_materials (
+  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+  version INTEGER NOT NULL,
+  material_id TEXT NOT NULL,
+  object_id BLOB NOT NULL UNIQUE,
+  state TEXT NOT NULL CHECK (state IN ('pending','active')),
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (key_id, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+  account_id TEXT NOT NULL,
+  alias_name TEXT NOT NULL,
+  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, alias_name)
+);
+CREATE INDEX IF NOT EXISTS aliases_by_key ON aliases(key_id);
+CREATE TABLE IF NOT EXISTS tags (
+  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+  tag_key TEXT NOT NULL,
+  tag_value TEXT NOT NULL,
+  PRIMARY KEY (key_id, tag_key)
+);
+`;
+
+interface KeyRow {
+  key_id: string; arn: string; account_id: string; region: string; created_at: number;
+  description: string; key_usage: string; key_spec: string; origin: string; key_manager: string;
+  state: string; policy: string; current_version: number; deletion_date: number | null;
+}
+interface MaterialRow {
+  key_id: string; version: number; material_id: string; object_id: Buffer; state: string; created_at: number;
+}
+interface AliasRow { account_id: string; alias_name: string; key_id: string; created_at: number; updated_at: number }
+
+const toKey = (r: KeyRow): KeyRecord => ({
+  keyId: r.key_id, arn: r.arn, accountId: r.account_id, region: r.region, createdAt: r.created_at,
+  description: r.description, keyUsage: r.key_usage, keySpec: r.key_spec, origin: r.origin,
+  keyManager: r.key_manager as KeyRecord['keyManager'], state: r.state as KeyRecord['state'],
+  policy: r.policy, currentVersion: r.current_version, deletionDate: r.deletion_date ?? undefined,
+});
+const toMaterial = (r: MaterialRow): KeyMaterialRecord => ({
+  keyId: r.key_id, version: r.version, materialId: r.material_id, objectId: r.object_id,
+  state: r.state as KeyMaterialRecord['state'], createdAt: r.created_at,
+});
+const toAlias = (r: AliasRow): AliasRecord => ({
+  accountId: r.account_id, aliasName: r.alias_name, keyId: r.key_id, createdAt: r.created_at, updatedAt: r.updated_at,
+});
+
+/** Page markers are the last item's sort key, base64url-encoded so callers treat them as opaque. */
+const encodeMarker = (s: string): string => Buffer.from(s, 'utf8').toString('base64url');
+function decodeMarker(marker: string | undefined): string | undefined {
+  if (marker === undefined) return undefined;
+  const s = Buffer.from(marker, 'base64url').toString('utf8');
+  if (encodeMarker(s) !== marker) throw Errors.invalidMarker('The request contains an invalid marker.');
+  return s;
+}
+
+const KEY_COLUMNS: Record<keyof KeyPatch, string> = {
+  description: 'description', state: 'state', policy: 'policy', currentVersion: 'current_version', deletionDate: 'deletion_date',
+};
+
+/**
+ * SQLite metadata store: WAL, synchronous commits, and an exclusive lock so one daemon owns
+ * the file. Being the only writer lets us cache key and version rows in memory, write-through.
+ */
+export class SqliteStore implements MetadataStore {
+  private readonly db: Database.Database;
+  private readonly keyCache = new Map<string, KeyRecord>();
+  private readonly materialCache = new Map<string, KeyMaterialRecord>();
+  private readonly stmt;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('locking_mode = EXCLUSIVE');
+    this.db.exec(SCHEMA);
+    const d = this.db;
+    this.stmt = {
+      insertKey: d.prepare(`INSERT INTO keys VALUES (@key_id,@arn,@account_id,@region,@created_at,@description,@key_usage,
+        @key_spec,@origin,@key_manager,@state,@policy,@current_version,@deletion_date)`),
+      getKey: d.prepare('SELECT * FROM keys WHERE key_id = ?'),
+      listKeys: d.prepare('SELECT * FROM keys WHERE account_id = ? AND key_id > ? ORDER BY key_id LIMIT ?'),
+      deleteKey: d.prepare('DELETE FROM keys WHERE key_id = ?'),
+      insertMaterial: d.prepare('INSERT INTO key_materials VALUES (?,?,?,?,?,?)'),
+      activateMaterial: d.prepare("UPDATE key_materials SET state = 'active' WHERE key_id = ? AND version = ?"),
+      getMaterial: d.prepare('SELECT * FROM key_materials WHERE key_id = ? AND version = ?'),
+      listMaterials: d.prepare('SELECT * FROM key_materials WHERE key_id = ? ORDER BY version'),
+      pendingMaterials: d.prepare("SELECT * FROM key_materials WHERE state = 'pending'"),
+      deleteMaterial: d.prepare('DELETE FROM key_materials WHERE key_id = ? AND version = ?'),
+      allObjectIds: d.prepare('SELECT object_id FROM key_materials').pluck(),
+      getAlias: d.prepare('SELECT * FROM aliases WHERE account_id = ? AND alias_name = ?'),
+      listAliases: d.prepare('SELECT * FROM aliases WHERE account_id = ? AND alias_name > ? ORDER BY alias_name LIMIT ?'),
+      listAliasesForKey: d.prepare(
+        'SELECT * FROM aliases WHERE account_id = ? AND key_id = ? AND alias_name > ? ORDER BY alias_name LIMIT ?'),
+      countAliases: d.prepare('SELECT COUNT(*) FROM aliases WHERE key_id = ?').pluck(),
+      insertAlias: d.prepare('INSERT INTO aliases VALUES (?,?,?,?,?)'),
+      updateAlias: d.prepare('UPDATE aliases SET key_id = ?, updated_at = ? WHERE account_id = ? AND alias_name = ?'),
+      deleteAlias: d.prepare('DELETE FROM aliases WHERE account_id = ? AND alias_name = ?'),
+      getTags: d.prepare('SELECT tag_key AS TagKey, tag_value AS TagValue FROM tags WHERE key_id = ? ORDER BY tag_key'),
+      putTag: d.prepare(
+        'INSERT INTO tags VALUES (?,?,?) ON CONFLICT(key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value'),
+      removeTag: d.prepare('DELETE FROM tags WHERE key_id = ? AND tag_key = ?'),
+    };
+  }
+
+  private tx<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  createKeyPending(key: KeyRecord, m: KeyMaterialRecord, tags: Tag[]): void {
+    this.tx(() => {
+      this.stmt.insertKey.run({
+        key_id: key.keyId, arn: key.arn, account_id: key.accountId, region: key.region, created_at: key.createdAt,
+        description: key.description, key_usage: key.keyUsage, key_spec: key.keySpec, origin: key.origin,
+        key_manager: key.keyManager, state: key.state, policy: key.policy, current_version: key.currentVersion,
+        deletion_date: key.deletionDate ?? null,
+      });
+      this.stmt.insertMaterial.run(m.keyId, m.version, m.materialId, m.objectId, m.state, m.createdAt);
+      for (const t of tags) this.stmt.putTag.run(key.keyId, t.TagKey, t.TagValue);
+    });
+    this.keyCache.delete(key.keyId);
+  }
+
+  activateMaterial(keyId: string, version: number, keyState?: KeyRecord['state']): void {
+    this.tx(() => {
+      this.stmt.activateMaterial.run(keyId, version);
+      if (keyState) this.updateKey(keyId, { state: keyState });
+    });
+    this.materialCache.delete(`${keyId}:${version}`);
+  }
+
+  getKey(keyId: string): KeyRecord | undefined {
+    const cached = this.keyCache.get(keyId);
+    if (cached) return cached;
+    const row = this.stmt.getKey.get(keyId) as KeyRow | undefined;
+    if (!row) return undefined;
+    const key = toKey(row);
+    this.keyCache.set(keyId, key);
+    return key;
+  }
+
+  listKeys(accountId: string, limit: number, marker?: string): Page<KeyRecord> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = this.stmt.listKeys.all(accountId, after, limit + 1) as KeyRow[];
+    return this.page(rows.map(toKey), limit, (k) => k.keyId);
+  }
+
+  private page<T>(items: T[], limit: number, sortKey: (t: T) => string): Page<T> {
+    if (items.length <= limit) return { items };
+    const shown = items.slice(0, limit);
+    return { items: shown, nextMarker: encodeMarker(sortKey(shown[shown.length - 1] as T)) };
+  }
+
+  updateKey(keyId: string, patch: KeyPatch): KeyRecord {
+    const sets: string[] = [];
+    const values: unknown[] = [];
+    for (const [field, value] of Object.entries(patch) as [keyof KeyPatch, unknown][]) {
+      sets.push(`${KEY_COLUMNS[field]} = ?`);
+      values.push(value ?? null);
+    }
+    this.keyCache.delete(keyId);
+    if (sets.length) this.db.prepare(`UPDATE keys SET ${sets.join(', ')} WHERE key_id = ?`).run(...values, keyId);
+    const key = this.getKey(keyId);
+    if (!key) throw Errors.notFound(`Key '${keyId}' does not exist`);
+    return key;
+  }
+
+  deleteKey(keyId: string): void {
+    this.stmt.deleteKey.run(keyId);
+    this.keyCache.delete(keyId);
+    for (const k of this.materialCache.keys()) if (k.startsWith(`${keyId}:`)) this.materialCache.delete(k);
+  }
+
+  getMaterial(keyId: string, version: number): KeyMaterialRecord | undefined {
+    const cacheKey = `${keyId}:${version}`;
+    const cached = this.materialCache.get(cacheKey);
+    if (cached) return cached;
+    const row = this.stmt.getMaterial.get(keyId, version) as MaterialRow | undefined;
+    if (!row) return undefined;
+    const m = toMaterial(row);
+    if (m.state === 'active') this.materialCache.set(cacheKey, m);
+    return m;
+  }
+
+  listMaterials(keyId: string): KeyMaterialRecord[] {
+    return (this.stmt.listMaterials.all(keyId) as MaterialRow[]).map(toMaterial);
+  }
+
+  listPendingMaterials(): KeyMaterialRecord[] {
+    return (this.stmt.pendingMaterials.all() as MaterialRow[]).map(toMaterial);
+  }
+
+  deleteMaterial(keyId: string, version: number): void {
+    this.stmt.deleteMaterial.run(keyId, version);
+    this.materialCache.delete(`${keyId}:${version}`);
+  }
+
+  allObjectIds(): Set<string> {
+    return new Set((this.stmt.allObjectIds.all() as Buffer[]).map((b) => b.toString('hex')));
+  }
+
+  getAlias(accountId: string, aliasName: string): AliasRecord | undefined {
+    const row = this.stmt.getAlias.get(accountId, aliasName) as AliasRow | undefined;
+    return row && toAlias(row);
+  }
+
+  listAliases(accountId: string, limit: number, marker?: string, keyId?: string): Page<AliasRecord> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = (
+      keyId === undefined
+        ? this.stmt.listAliases.all(accountId, after, limit + 1)
+        : this.stmt.listAliasesForKey.all(accountId, keyId, after, limit + 1)
+    ) as AliasRow[];
+    return this.page(rows.map(toAlias), limit, (a) => a.aliasName);
+  }
+
+  countAliasesForKey(keyId: string): number {
+    return this.stmt.countAliases.get(keyId) as number;
+  }
+
+  createAlias(a: AliasRecord): void {
+    this.stmt.insertAlias.run(a.accountId, a.aliasName, a.keyId, a.createdAt, a.updatedAt);
+  }
+
+  updateAlias(accountId: string, aliasName: string, keyId: string, updatedAt: number): void {
+    this.stmt.updateAlias.run(keyId, updatedAt, accountId, aliasName);
+  }
+
+  deleteAlias(accountId: string, aliasName: string): void {
+    this.stmt.deleteAlias.run(accountId, aliasName);
+  }
+
+  getTags(keyId: string): Tag[] {
+    return this.stmt.getTags.all(keyId) as Tag[];
+  }
+
+  putTags(keyId: string, tags: Tag[]): void {
+    this.tx(() => {
+      for (const t of tags) this.stmt.putTag.run(keyId, t.TagKey, t.TagValue);
+    });
+  }
+
+  removeTags(keyId: string, tagKeys: string[]): void {
+    this.tx(() => {
+      for (const k of tagKeys) this.stmt.removeTag.run(keyId, k);
+    });
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

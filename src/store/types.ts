@@ -1,0 +1,99 @@
+/** Non-secret metadata. Key material never appears here: a version row names a token object by CKA_ID. */
+
+export type KeyState =
+  | 'Creating'
+  | 'Enabled'
+  | 'Disabled'
+  | 'PendingDeletion'
+  | 'PendingImport'
+  | 'Unavailable';
+
+export interface KeyRecord {
+  keyId: string;
+  arn: string;
+  accountId: string;
+  region: string;
+  createdAt: number;
+  description: string;
+  keyUsage: string;
+  keySpec: string;
+  origin: string;
+  keyManager: 'CUSTOMER' | 'AWS';
+  state: KeyState;
+  policy: string;
+  /** Version used for new encryptions; older versions still decrypt. */
+  currentVersion: number;
+  deletionDate?: number | undefined;
+}
+
+/** 'pending' rows exist only between "row written" and "token object confirmed" (see reconcile). */
+export type MaterialState = 'pending' | 'active';
+
+export interface KeyMaterialRecord {
+  keyId: string;
+  version: number;
+  /** AWS's KeyMaterialId: 64 hex characters. */
+  materialId: string;
+  /** CKA_ID of the token object. */
+  objectId: Buffer;
+  state: MaterialState;
+  createdAt: number;
+}
+
+export interface AliasRecord {
+  accountId: string;
+  aliasName: string;
+  keyId: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface Tag {
+  TagKey: string;
+  TagValue: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Present when more items follow; opaque to callers. */
+  nextMarker?: string | undefined;
+}
+
+export type KeyPatch = Partial<Pick<KeyRecord, 'description' | 'state' | 'policy' | 'currentVersion' | 'deletionDate'>>;
+
+/**
+ * The storage interface. SQLite implements it now; a PostgreSQL backend can implement it
+ * later. Every method is a single transaction.
+ */
+export interface MetadataStore {
+  /** Writes the key row (state Creating) and its first version row (pending) together. */
+  createKeyPending(key: KeyRecord, material: KeyMaterialRecord, tags: Tag[]): void;
+  /** Marks a pending version active and, for a new key, the key Enabled. */
+  activateMaterial(keyId: string, version: number, keyState?: KeyState): void;
+  getKey(keyId: string): KeyRecord | undefined;
+  listKeys(accountId: string, limit: number, marker?: string): Page<KeyRecord>;
+  updateKey(keyId: string, patch: KeyPatch): KeyRecord;
+  /** Removes the key and everything that hangs off it (versions, aliases, tags). */
+  deleteKey(keyId: string): void;
+
+  getMaterial(keyId: string, version: number): KeyMaterialRecord | undefined;
+  listMaterials(keyId: string): KeyMaterialRecord[];
+  listPendingMaterials(): KeyMaterialRecord[];
+  deleteMaterial(keyId: string, version: number): void;
+  /** CKA_IDs (hex) of every version row, pending or active. */
+  allObjectIds(): Set<string>;
+
+  getAlias(accountId: string, aliasName: string): AliasRecord | undefined;
+  listAliases(accountId: string, limit: number, marker?: string, keyId?: string): Page<AliasRecord>;
+  countAliasesForKey(keyId: string): number;
+  createAlias(alias: AliasRecord): void;
+  updateAlias(accountId: string, aliasName: string, keyId: string, updatedAt: number): void;
+  deleteAlias(accountId: string, aliasName: string): void;
+
+  getTags(keyId: string): Tag[];
+  /** Upserts tags; the caller has checked the per-key limit. */
+  putTags(keyId: string, tags: Tag[]): void;
+  removeTags(keyId: string, tagKeys: string[]): void;
+
+  close(): void;
+}
