@@ -1,0 +1,66 @@
+import { KMSClient } from '@aws-sdk/client-kms';
+import { join } from 'node:path';
+import { ManualClock, systemClock, type Clock } from '../../src/clock.js';
+import { DEV_ADMIN_ACCESS_KEY_ID, DEV_ADMIN_SECRET_ACCESS_KEY, loadConfig, type Config } from '../../src/config.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { silentLogger } from '../../src/log.js';
+import { createTempToken, SOFTHSM_MODULE, type TempToken } from './softhsm.js';
+
+export const ADMIN = { accessKeyId: DEV_ADMIN_ACCESS_KEY_ID, secretAccessKey: DEV_ADMIN_SECRET_ACCESS_KEY };
+export const ACCOUNT = '111122223333';
+export const REGION = 'us-east-1';
+
+export interface Harness {
+  token: TempToken;
+  config: Config;
+  daemon: Daemon;
+  endpoint: string;
+  kms: KMSClient;
+  stop(): Promise<void>;
+}
+
+export function testConfig(token: TempToken, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    P11KMS_DATA_DIR: join(token.dir, 'data'),
+    P11KMS_PORT: '0',
+    P11KMS_PKCS11_MODULE: SOFTHSM_MODULE,
+    P11KMS_TOKEN_LABEL: token.label,
+    P11KMS_PIN: token.userPin,
+    ...env,
+  });
+}
+
+/** The real daemon, in this process, on an ephemeral loopback port, with a fresh token. */
+export async function startHarness(opts: { env?: Record<string, string>; clock?: Clock } = {}): Promise<Harness> {
+  const token = createTempToken();
+  const config = testConfig(token, opts.env);
+  const daemon = await startDaemon(config, silentLogger, opts.clock ?? systemClock);
+  const endpoint = `http://127.0.0.1:${daemon.port}`;
+  return {
+    token,
+    config,
+    daemon,
+    endpoint,
+    kms: client(endpoint),
+    async stop() {
+      await daemon.stop();
+      token.cleanup();
+    },
+  };
+}
+
+export function client(endpoint: string, credentials = ADMIN): KMSClient {
+  return new KMSClient({ endpoint, region: REGION, credentials, maxAttempts: 1 });
+}
+
+export { ManualClock };
+
+/** Runs a call that must fail and returns the error, so tests can assert on name, status and message. */
+export async function failure(p: Promise<unknown>): Promise<Error & { name: string; $metadata?: { httpStatusCode?: number } }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error & { name: string; $metadata?: { httpStatusCode?: number } };
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}
