@@ -57,17 +57,19 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   app.use(healthRouter(token));
   app.use(awsJsonRouter({ deps, credentials, clock, region: config.region, log }));
 
-  const tcp = createServer(app);
-  const unix = createServer(app);
+  let stopping = false;
+  const tcp = drainable(createServer(app), () => stopping);
+  const unix = drainable(createServer(app), () => stopping);
   await listen(tcp, () => tcp.listen(config.port, config.host));
   await listenOnSocket(unix, config.socketPath);
   const address = tcp.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ host: config.host, port, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
 
-  let stopping: Promise<void> | undefined;
+  let stopped: Promise<void> | undefined;
   const stop = () =>
-    (stopping ??= (async () => {
+    (stopped ??= (async () => {
+      stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix)]);
       token.close();
@@ -104,6 +106,19 @@ async function listenOnSocket(server: Server, path: string): Promise<void> {
     process.umask(previous);
   }
   chmodSync(path, 0o600);
+}
+
+/**
+ * During shutdown a keep-alive connection is closed as soon as its response is sent, instead of
+ * holding the server open until the keep-alive timeout.
+ */
+function drainable(server: Server, stopping: () => boolean): Server {
+  server.on('request', (_req, res) => {
+    res.once('finish', () => {
+      if (stopping()) setImmediate(() => server.closeIdleConnections());
+    });
+  });
+  return server;
 }
 
 function close(server: Server): Promise<void> {

@@ -33,6 +33,11 @@ export interface TokenObjectInfo {
 
 const RW_SESSION = pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION;
 const GCM_TAG_BYTES = 16;
+/** What symmetric KMS keys need from a token; checked once at start-up rather than on first use. */
+const REQUIRED_MECHANISMS: [string, number][] = [
+  ['CKM_AES_KEY_GEN', pkcs11js.CKM_AES_KEY_GEN],
+  ['CKM_AES_GCM', pkcs11js.CKM_AES_GCM],
+];
 
 /**
  * One PKCS#11 token: a persistent logged-in session, a pool of operation sessions, a cache of
@@ -92,11 +97,17 @@ export class Token {
     return this.pool.stats();
   }
 
+  /** The one slot whose token has our label (slot ids change when tokens are initialised). */
   private findSlot(): Handle {
-    for (const slot of this.p.C_GetSlotList(true)) {
-      if (this.p.C_GetTokenInfo(slot).label.trim() === this.opts.tokenLabel) return slot;
+    const slots = this.p.C_GetSlotList(true).filter((s) => this.p.C_GetTokenInfo(s).label.trim() === this.opts.tokenLabel);
+    if (slots.length === 0) throw Errors.internal(`No token labelled '${this.opts.tokenLabel}' in module ${this.opts.module}`);
+    if (slots.length > 1) throw Errors.internal(`More than one token is labelled '${this.opts.tokenLabel}'; labels must be unique`);
+    const slot = slots[0] as Handle;
+    const mechanisms = new Set(this.p.C_GetMechanismList(slot));
+    for (const [name, m] of REQUIRED_MECHANISMS) {
+      if (!mechanisms.has(m)) throw Errors.unsupported(`Token '${this.opts.tokenLabel}' does not support ${name}`);
     }
-    throw Errors.internal(`No token labelled '${this.opts.tokenLabel}' in module ${this.opts.module}`);
+    return slot;
   }
 
   private login(): void {
