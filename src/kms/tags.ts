@@ -13,7 +13,7 @@ export const MAX_TAGS_PER_KEY = 50;
 export function checkTags(tags: Tag[], existing: number, existingKeys: Set<string> = new Set()): void {
   const seen = new Set<string>();
   for (const t of tags) {
-    if (t.TagKey.startsWith('aws:')) throw Errors.tag('Tags beginning with aws: are reserved.');
+    if (t.TagKey.toLowerCase().startsWith('aws:')) throw Errors.tag('Tags beginning with aws: are reserved.');
     if (seen.has(t.TagKey)) throw Errors.tag(`Duplicate tag key '${t.TagKey}' in the request.`);
     seen.add(t.TagKey);
   }
