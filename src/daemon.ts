@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
@@ -54,8 +55,15 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use((_req, res, next) => {
+    res.setHeader('x-amzn-RequestId', randomUUID());
+    next();
+  });
   app.use(healthRouter(token));
   app.use(awsJsonRouter({ deps, credentials, clock, region: config.region, log }));
+  app.use((_req, res) => {
+    res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });
+  });
 
   let stopping = false;
   const tcp = drainable(createServer(app), () => stopping);

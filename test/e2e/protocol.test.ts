@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import {
   CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, KMSClient, ListKeysCommand,
-  UpdateKeyDescriptionCommand, type KeyMetadata,
+  UpdateKeyDescriptionCommand, type CreateKeyCommandInput, type KeyMetadata,
 } from '@aws-sdk/client-kms';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -458,7 +458,7 @@ describe('protocol (default harness)', () => {
     it('invalid CreateKey requests create no key', async () => {
       const before = await allKeyIds();
       expect(before.length).toBeGreaterThan(0);
-      const attempts: Array<[ConstructorParameters<typeof CreateKeyCommand>[0], string]> = [
+      const attempts: Array<[CreateKeyCommandInput, string]> = [
         [{ Tags: [{ TagKey: 'aws:reserved', TagValue: 'x' }] }, 'TagException'],
         [{ Policy: 'this is not json {' }, 'MalformedPolicyDocumentException'],
         [{ KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT_DECRYPT' }, 'UnsupportedOperationException'],

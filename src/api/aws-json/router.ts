@@ -36,8 +36,7 @@ export function awsJsonRouter(opts: AwsJsonOptions): express.Router {
   });
   const router = express.Router();
   router.post('/', express.raw({ type: () => true, limit: MAX_BODY }), (req, res) => {
-    const requestId = randomUUID();
-    res.setHeader('x-amzn-RequestId', requestId);
+    const requestId = requestIdOf(res);
     const started = process.hrtime.bigint();
     const target = req.headers['x-amz-target'];
     const opName = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
@@ -51,8 +50,7 @@ export function awsJsonRouter(opts: AwsJsonOptions): express.Router {
   });
   // Body-parser failures (oversized or unreadable bodies) become AWS-shaped errors too.
   router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const requestId = (res.getHeader('x-amzn-RequestId') as string | undefined) ?? randomUUID();
-    res.setHeader('x-amzn-RequestId', requestId);
+    const requestId = requestIdOf(res);
     const status = (err as { status?: number }).status;
     const e = status === 413 ? Errors.validation('Request body is too large.') : Errors.serialization('Could not read the request body.');
     sendError(opts.log, res, e, requestId, '', process.hrtime.bigint());
@@ -102,6 +100,16 @@ function sendError(log: Logger, res: Response, e: unknown, requestId: string, op
   else if (err.isFault) log.warn({ requestId, op, error: err.code, message: err.message }, 'request failed');
   else log.debug({ requestId, op, error: err.code, ms: elapsedMs(started) }, 'request rejected');
   send(res, err.status, { __type: err.code, message: err.message });
+}
+
+/** The id the app gave this response (every response has one), or a new one if mounted alone. */
+function requestIdOf(res: Response): string {
+  let id = res.getHeader('x-amzn-RequestId') as string | undefined;
+  if (!id) {
+    id = randomUUID();
+    res.setHeader('x-amzn-RequestId', id);
+  }
+  return id;
 }
 
 const elapsedMs = (started: bigint): number => Number(process.hrtime.bigint() - started) / 1e6;
