@@ -510,6 +510,7 @@ describe('XKS proxy over HTTPS (front door started on the harness\'s core)', () 
 describe('daemon wiring: config file + environment, development mode (HTTP on loopback)', () => {
   let d: Harness;
   let dev: XksTarget;
+  let healthKeyId: string;
   const DEV = '/dev/kms/xks/v1';
   beforeAll(async () => {
     const configPath = join(tls.dir, 'p11kms.json');
@@ -534,6 +535,7 @@ describe('daemon wiring: config file + environment, development mode (HTTP on lo
     for (const alias of ['alias/xks-foo', 'alias/xks-health']) {
       const id = (await d.kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
       await d.kms.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: id }));
+      healthKeyId = id;
     }
     expect(d.daemon.xks?.scheme).toBe('http');
     dev = { scheme: 'http', port: d.daemon.xks!.port };
@@ -567,6 +569,16 @@ describe('daemon wiring: config file + environment, development mode (HTTP on lo
       '--data-binary', JSON.stringify({ requestMetadata: keyMeta('Encrypt'), plaintext: b64('curl'), encryptionAlgorithm: 'AES_GCM', ciphertextDataIntegrityValueAlgorithm: 'SHA_256' }),
     ], { encoding: 'utf8', timeout: 10_000 });
     expect(JSON.parse(out)).toHaveProperty('ciphertextDataIntegrityValue');
+  });
+
+  it('GetHealthStatus answers InvalidStateException while the health key is disabled (results are not cached here)', async () => {
+    await d.kms.send(new DisableKeyCommand({ KeyId: healthKeyId }));
+    try {
+      expectError(await xksCall(dev, `${DEV}/health`, health), 400, 'InvalidStateException');
+    } finally {
+      await d.kms.send(new EnableKeyCommand({ KeyId: healthKeyId }));
+    }
+    expect((await xksCall(dev, `${DEV}/health`, health)).status).toBe(200);
   });
 
   it('ThrottlingException when every token session is busy and no queueing is allowed', async () => {
