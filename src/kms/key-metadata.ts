@@ -1,5 +1,6 @@
 import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
+import { importedKeyMetadata } from './import.js';
 
 /** The KeyMetadata structure AWS returns from CreateKey and DescribeKey. */
 export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
@@ -21,5 +22,7 @@ export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
     EncryptionAlgorithms: key.keyUsage === 'ENCRYPT_DECRYPT' ? ['SYMMETRIC_DEFAULT'] : undefined,
     MultiRegion: false,
     CurrentKeyMaterialId: current?.state === 'active' ? current.materialId : undefined,
+    // Origin EXTERNAL: ExpirationModel, ValidTo, and the current material id even while it is not imported.
+    ...importedKeyMetadata(deps, key),
   };
 }

@@ -5,6 +5,11 @@ import {
 } from './crypto.js';
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
 import { ListResourceTags, TagResource, UntagResource } from './tags.js';
+import { CancelKeyDeletion, ScheduleKeyDeletion } from './deletion.js';
+import { DeleteImportedKeyMaterial, GetParametersForImport, ImportKeyMaterial } from './import.js';
+import {
+  DisableKeyRotation, EnableKeyRotation, GetKeyRotationStatus, ListKeyRotations, RotateKeyOnDemand,
+} from './rotation.js';
 
 /** Every operation the core serves, by its AWS name. Front doors dispatch through this table. */
 export const operations: Readonly<Record<string, Operation>> = {
@@ -12,4 +17,8 @@ export const operations: Readonly<Record<string, Operation>> = {
   Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
   CreateAlias, UpdateAlias, DeleteAlias, ListAliases,
   TagResource, UntagResource, ListResourceTags,
+  // Key lifecycle (issue #4)
+  EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations,
+  ScheduleKeyDeletion, CancelKeyDeletion,
+  GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
 } as Record<string, Operation>;
