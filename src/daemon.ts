@@ -66,6 +66,8 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   app.set('etag', false);
   app.use((_req, res, next) => {
     res.setHeader('x-amzn-RequestId', randomUUID());
+    // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct skew from Date.
+    res.setHeader('Date', clock.now().toUTCString());
     next();
   });
   app.use(healthRouter(token));
