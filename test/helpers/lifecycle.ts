@@ -2,7 +2,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { constants, createCipheriv, createDecipheriv, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import { startDaemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
-import { ADMIN, REGION, type Harness, type ManualClock } from './daemon.js';
+import { ADMIN, REGION, testConfig, type Harness, type ManualClock } from './daemon.js';
 
 export const DAY = 86_400_000;
 
@@ -23,11 +23,16 @@ export function syncClock(h: Harness, clock: ManualClock): void {
   });
 }
 
-/** Stops the daemon and starts it again on the same token, data directory and clock. */
-export async function restart(h: Harness, clock: ManualClock): Promise<Harness> {
+/**
+ * Stops the daemon and starts it again on the same token, data directory and clock (with extra
+ * environment settings if given). One token per test file: a second harness in the same process
+ * would find the first token, because SoftHSM reads its configuration once per process.
+ */
+export async function restart(h: Harness, clock: ManualClock, env?: Record<string, string>): Promise<Harness> {
   await h.daemon.stop();
-  const daemon = await startDaemon(h.config, silentLogger, clock);
-  const next: Harness = { ...h, daemon, endpoint: `http://127.0.0.1:${daemon.port}` };
+  const config = env ? testConfig(h.token, env) : h.config;
+  const daemon = await startDaemon(config, silentLogger, clock);
+  const next: Harness = { ...h, config, daemon, endpoint: `http://127.0.0.1:${daemon.port}` };
   syncClock(next, clock);
   return next;
 }
