@@ -154,6 +154,22 @@ describe('versioned rotation', () => {
     expect(await rotations(limited.KeyId!)).toHaveLength(25);
   });
 
+  it('concurrent on-demand rotations either rotate or answer ConflictException; versions stay consecutive', async () => {
+    const key = await newKey();
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, () => h.kms.send(new RotateKeyOnDemandCommand({ KeyId: key.KeyId }))),
+    );
+    const done = results.filter((r) => r.status === 'fulfilled').length;
+    for (const r of results) {
+      if (r.status === 'rejected') expect((r.reason as Error).name).toBe('ConflictException');
+    }
+    expect(done).toBeGreaterThanOrEqual(1);
+    expect(await rotations(key.KeyId!)).toHaveLength(done);
+    const versions = h.daemon.deps.store.listMaterials(key.KeyId!).map((m) => [m.version, m.state]);
+    expect(versions).toEqual(Array.from({ length: done + 1 }, (_, i) => [i + 1, 'active']));
+    expect(versionOf((await encrypt(key.KeyId!, 'x')).CiphertextBlob!)).toBe(done + 1);
+  });
+
   it('validates RotationPeriodInDays (90–2560, default 365) and changes nothing on bad input', async () => {
     const key = await newKey();
     for (const RotationPeriodInDays of [89, 2561]) {
