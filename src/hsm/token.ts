@@ -390,7 +390,7 @@ export class Token {
    * this token. Listing CKM_RSA_PKCS_OAEP says nothing about its hashes (SoftHSM 2.6.1 accepts
    * only SHA-1), so the first call probes a round trip with a throwaway session key pair.
    */
-  supportsOaep(hash: OaepHash): Promise<boolean> {
+  private supportsOaep(hash: OaepHash): Promise<boolean> {
     let known = this.oaepSupport.get(hash);
     if (!known) {
       known = this.probeOaep(hash);
