@@ -98,8 +98,3 @@ export function checkKeyState(key: KeyRecord, action: KeyStateAction): void {
   const rule = TABLE[action][key.state];
   if (rule !== 'ok') throw rule(key);
 }
-
-/** Whether `action` is allowed on `key` now (for callers that decide rather than refuse). */
-export function allowedInState(key: KeyRecord, action: KeyStateAction): boolean {
-  return key.state !== 'Creating' && TABLE[action][key.state] === 'ok';
-}
