@@ -207,7 +207,7 @@ describe('Sign: every spec and algorithm, verified outside the daemon', () => {
       const out = openssl({ 'pub.pem': spkiPem(pub), 'msg.bin': message, 'sig.bin': sig }, (d) => [
         'dgst', `-${hashOf(alg)}`, '-verify', `${d}/pub.pem`, ...opts, '-signature', `${d}/sig.bin`, `${d}/msg.bin`,
       ]);
-      expect(out.trim(), `${spec} ${alg}`).toBe('Verified OK');
+      expect(out.toString().trim(), `${spec} ${alg}`).toBe('Verified OK');
       // And openssl refuses a signature over another message.
       expect(() =>
         openssl({ 'pub.pem': spkiPem(pub), 'msg.bin': Buffer.concat([message, Buffer.from('!')]), 'sig.bin': sig }, (d) => [

@@ -39,11 +39,11 @@ export const hasOpenssl = (() => {
 })();
 
 /** Runs the openssl CLI in a temp dir holding the given files; returns stdout (throws on non-zero exit). */
-export function openssl(files: Record<string, Uint8Array | string>, args: (dir: string) => string[]): string {
+export function openssl(files: Record<string, Uint8Array | string>, args: (dir: string) => string[]): Buffer {
   const dir = mkdtempSync(join(tmpdir(), 'p11kms-openssl-'));
   try {
     for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
-    return execFileSync('openssl', args(dir), { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+    return execFileSync('openssl', args(dir), { stdio: ['ignore', 'pipe', 'pipe'] });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
