@@ -10,7 +10,7 @@ import { canonicalEncryptionContext } from './encryption-context.js';
 import { requireUsable, resolveKey } from './key-ref.js';
 import { isRsa } from './key-specs.js';
 import { materialOf } from './material.js';
-import { decryptWithPrivateKey, encryptWithPublicKey } from './public-key-encryption.js';
+import { decryptWithPrivateKey, encryptWithPublicKey, refuseRsaReEncrypt } from './public-key-encryption.js';
 import {
   blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, str,
 } from './validation.js';
@@ -176,6 +176,7 @@ export const ReEncrypt = operation(
     DryRunModifiers: DRY_RUN_MODIFIERS,
   }),
   async (deps, ctx, input) => {
+    refuseRsaReEncrypt(deps, ctx, [input.DestinationKeyId, input.SourceKeyId]);
     // Authorize the destination before touching the token for the source.
     const destination = encryptingKey(deps, ctx, input.DestinationKeyId, 'ReEncryptTo', input.DestinationEncryptionAlgorithm);
     const source = await open(

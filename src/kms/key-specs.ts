@@ -134,7 +134,6 @@ export function kindOf(key: KeyRecord): KeyKind {
 }
 
 export const isRsa = (key: KeyRecord): boolean => key.keySpec.startsWith('RSA_');
-export const isAsymmetric = (key: KeyRecord): boolean => isRsa(key) || key.keySpec.startsWith('ECC_') || key.keySpec === 'SM2' || key.keySpec.startsWith('ML_DSA_');
 
 /** AWS rotates only symmetric encryption keys (automatic and on-demand); others are refused. */
 export function supportsRotation(key: Pick<KeyRecord, 'keySpec'>): boolean {

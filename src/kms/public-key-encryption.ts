@@ -4,7 +4,8 @@ import { HASH_BYTES } from '../hsm/asymmetric.js';
 import { AuthenticationFailed } from '../hsm/token.js';
 import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps, RequestContext } from './context.js';
-import { ENCRYPTION_ALGORITHMS, kindOf, requireAlgorithm, specInfo, type EncryptionAlgorithm } from './key-specs.js';
+import { resolveKey } from './key-ref.js';
+import { ENCRYPTION_ALGORITHMS, isRsa, kindOf, requireAlgorithm, specInfo, type EncryptionAlgorithm } from './key-specs.js';
 import { checkedKey, dryRunStop } from './key-use.js';
 
 /**
@@ -84,5 +85,19 @@ export async function decryptWithPrivateKey(deps: KmsDeps, ctx: RequestContext, 
       throw Errors.invalidCiphertext('The ciphertext could not be decrypted with this key and encryption algorithm.');
     }
     throw e;
+  }
+}
+
+/**
+ * AWS's ReEncrypt also takes RSA encryption keys as source or destination; this key store does
+ * not implement that yet and says so, rather than answering with a misleading usage error.
+ */
+export function refuseRsaReEncrypt(deps: KmsDeps, ctx: RequestContext, refs: (string | undefined)[]): void {
+  for (const ref of refs) {
+    if (ref === undefined) continue;
+    const key = resolveKey(deps, ctx, ref);
+    if (isRsa(key) && key.keyUsage === 'ENCRYPT_DECRYPT') {
+      throw Errors.unsupported(`ReEncrypt with RSA encryption keys (${key.arn}) is not supported by this key store yet.`);
+    }
   }
 }

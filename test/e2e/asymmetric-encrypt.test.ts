@@ -163,7 +163,7 @@ describe('RSA encryption errors', () => {
     expect(e.name).toBe('InvalidCiphertextException');
   });
 
-  it('an RSA encryption key cannot sign, make data keys or be a ReEncrypt destination', async () => {
+  it('an RSA encryption key cannot sign or make data keys; ReEncrypt with it is not implemented (UnsupportedOperationException)', async () => {
     const KeyId = keys.RSA_2048.KeyId;
     const sign = await failure(h.kms.send(new SignCommand({ KeyId, Message: Buffer.from('m'), SigningAlgorithm: 'RSASSA_PSS_SHA_256' })));
     expect(sign.name).toBe('InvalidKeyUsageException');
@@ -172,8 +172,15 @@ describe('RSA encryption errors', () => {
     expect(dk.name).toBe('InvalidKeyUsageException');
     const sym = (await h.kms.send(new CreateKeyCommand({}))).KeyMetadata!;
     const blob = (await h.kms.send(new EncryptCommand({ KeyId: sym.KeyId, Plaintext: Buffer.from('x') }))).CiphertextBlob;
-    const re = await failure(h.kms.send(new ReEncryptCommand({ CiphertextBlob: blob, DestinationKeyId: KeyId })));
-    expect(re.name).toBe('InvalidKeyUsageException');
+    const re = await failure(
+      h.kms.send(new ReEncryptCommand({ CiphertextBlob: blob, DestinationKeyId: KeyId, DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' })),
+    );
+    expect(re.name).toBe('UnsupportedOperationException');
+    const enc = await h.kms.send(new EncryptCommand({ KeyId, Plaintext: Buffer.from('x'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }));
+    const from = await failure(
+      h.kms.send(new ReEncryptCommand({ CiphertextBlob: enc.CiphertextBlob, SourceKeyId: KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', DestinationKeyId: sym.KeyId })),
+    );
+    expect(from.name).toBe('UnsupportedOperationException');
   });
 
   it('a disabled key refuses Encrypt and Decrypt; DryRun encrypts nothing', async () => {
