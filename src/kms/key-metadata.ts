@@ -1,5 +1,6 @@
 import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
+import { keyAlgorithms } from './key-specs.js';
 
 /** The KeyMetadata structure AWS returns from CreateKey and DescribeKey. */
 export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
@@ -18,7 +19,7 @@ export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
     KeyManager: key.keyManager,
     CustomerMasterKeySpec: key.keySpec,
     KeySpec: key.keySpec,
-    EncryptionAlgorithms: key.keyUsage === 'ENCRYPT_DECRYPT' ? ['SYMMETRIC_DEFAULT'] : undefined,
+    ...keyAlgorithms(deps, key),
     MultiRegion: false,
     CurrentKeyMaterialId: current?.state === 'active' ? current.materialId : undefined,
   };
