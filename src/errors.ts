@@ -35,6 +35,8 @@ export const Errors = {
   invalidCiphertext: make('InvalidCiphertextException'),
   incorrectKey: make('IncorrectKeyException'),
   invalidKeyUsage: make('InvalidKeyUsageException'),
+  kmsInvalidSignature: make('KMSInvalidSignatureException'),
+  kmsInvalidMac: make('KMSInvalidMacException'),
   invalidMarker: make('InvalidMarkerException'),
   invalidGrantToken: make('InvalidGrantTokenException'),
   limitExceeded: make('LimitExceededException'),

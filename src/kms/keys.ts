@@ -9,6 +9,7 @@ import { createExternalKey } from './import.js';
 import { keyMetadata } from './key-metadata.js';
 import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { resolveKey } from './key-ref.js';
+import { checkKeySpec } from './key-specs.js';
 import { materialize, newMaterial } from './material.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
@@ -61,16 +62,14 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
     throw Errors.validation('You cannot specify KeySpec and CustomerMasterKeySpec in the same request.');
   }
   const keySpec = input.KeySpec ?? input.CustomerMasterKeySpec ?? 'SYMMETRIC_DEFAULT';
-  const keyUsage = input.KeyUsage ?? 'ENCRYPT_DECRYPT';
   const origin = input.Origin ?? 'AWS_KMS';
-  if (keySpec === 'SYMMETRIC_DEFAULT' && keyUsage !== 'ENCRYPT_DECRYPT') {
-    throw Errors.validation(`KeyUsage ${keyUsage} is not compatible with KeySpec SYMMETRIC_DEFAULT`);
-  }
-  if (keySpec !== 'SYMMETRIC_DEFAULT') {
-    throw Errors.unsupported(`KeySpec ${keySpec} is not supported by this key store.`);
-  }
+  // Usage must fit the spec (ValidationException); the token must have what it needs (UnsupportedOperationException).
+  const keyUsage = checkKeySpec(deps, keySpec, input.KeyUsage);
   if ((origin !== 'AWS_KMS' && origin !== 'EXTERNAL') || input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) {
     throw Errors.unsupported(`Origin ${origin} and custom key stores are not supported by this key store.`);
+  }
+  if (origin === 'EXTERNAL' && keySpec !== 'SYMMETRIC_DEFAULT') {
+    throw Errors.unsupported(`Importing key material for KeySpec ${keySpec} is not supported by this key store.`);
   }
   if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
   const tags = input.Tags ?? [];

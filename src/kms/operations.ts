@@ -3,7 +3,12 @@ import type { Operation } from './context.js';
 import {
   Decrypt, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom, ReEncrypt,
 } from './crypto.js';
+import { GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext } from './data-key-pairs.js';
+import { DeriveSharedSecret } from './key-agreement.js';
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
+import { GenerateMac, VerifyMac } from './mac.js';
+import { GetPublicKey } from './public-key.js';
+import { Sign, Verify } from './sign.js';
 import { ListResourceTags, TagResource, UntagResource } from './tags.js';
 import { CancelKeyDeletion, ScheduleKeyDeletion } from './deletion.js';
 import { DeleteImportedKeyMaterial, GetParametersForImport, ImportKeyMaterial } from './import.js';
@@ -17,6 +22,8 @@ export const operations: Readonly<Record<string, Operation>> = {
   Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
   CreateAlias, UpdateAlias, DeleteAlias, ListAliases,
   TagResource, UntagResource, ListResourceTags,
+  Sign, Verify, GetPublicKey, GenerateMac, VerifyMac, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
+  DeriveSharedSecret,
   // Key lifecycle (issue #4)
   EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations,
   ScheduleKeyDeletion, CancelKeyDeletion,

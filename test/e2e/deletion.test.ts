@@ -129,6 +129,19 @@ describe('deletion when the date passes', () => {
     await h.kms.send(new EncryptCommand({ KeyId: bystander.KeyId, Plaintext: Buffer.from('unaffected') }));
   });
 
+  it('deletes both halves of an asymmetric key pair and an HMAC key', async () => {
+    const pair = (await h.kms.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!;
+    const hmac = (await h.kms.send(new CreateKeyCommand({ KeySpec: 'HMAC_256', KeyUsage: 'GENERATE_VERIFY_MAC' }))).KeyMetadata!;
+    expect(objectsOf(pair.KeyId!).map((o) => o.cls).sort()).toEqual(['private', 'public']);
+    expect(objectsOf(hmac.KeyId!)).toHaveLength(1);
+    for (const k of [pair, hmac]) await h.kms.send(new ScheduleKeyDeletionCommand({ KeyId: k.KeyId, PendingWindowInDays: 7 }));
+    advance(h, clock, 7 * DAY + 1000);
+    expect((await h.daemon.scheduler.runOnce()).keysDeleted).toBe(2);
+    expect(objectsOf(pair.KeyId!)).toEqual([]);
+    expect(objectsOf(hmac.KeyId!)).toEqual([]);
+    expect(h.daemon.deps.store.lifecycle.getDeletion(pair.KeyId!)?.objectsDestroyed).toBe(2);
+  });
+
   it('a deletion that fell due while the daemon was down happens at start-up', async () => {
     const key = await newKey();
     await h.kms.send(new ScheduleKeyDeletionCommand({ KeyId: key.KeyId, PendingWindowInDays: 7 }));

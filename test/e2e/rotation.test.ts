@@ -170,6 +170,27 @@ describe('versioned rotation', () => {
     expect(versionOf((await encrypt(key.KeyId!, 'x')).CiphertextBlob!)).toBe(done + 1);
   });
 
+  it('asymmetric and HMAC keys cannot rotate (UnsupportedOperationException) and report rotation disabled', async () => {
+    for (const spec of [
+      { KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' },
+      { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' },
+      { KeySpec: 'HMAC_256', KeyUsage: 'GENERATE_VERIFY_MAC' },
+    ] as const) {
+      const key = (await h.kms.send(new CreateKeyCommand(spec))).KeyMetadata!;
+      for (const call of [
+        h.kms.send(new EnableKeyRotationCommand({ KeyId: key.KeyId })),
+        h.kms.send(new DisableKeyRotationCommand({ KeyId: key.KeyId })),
+        h.kms.send(new RotateKeyOnDemandCommand({ KeyId: key.KeyId })),
+        h.kms.send(new ListKeyRotationsCommand({ KeyId: key.KeyId })),
+      ]) {
+        const e = await failure(call);
+        expect(e.name).toBe('UnsupportedOperationException');
+        expect(e.message).toBe(`${key.Arn} key spec ${spec.KeySpec} is not valid for this operation.`);
+      }
+      expect((await status(key.KeyId!)).KeyRotationEnabled).toBe(false);
+    }
+  });
+
   it('validates RotationPeriodInDays (90–2560, default 365) and changes nothing on bad input', async () => {
     const key = await newKey();
     for (const RotationPeriodInDays of [89, 2561]) {

@@ -5,13 +5,27 @@ import { SOFTHSM_MODULE, type TempToken } from './softhsm.js';
 export interface InspectedObject {
   label: string;
   id: string;
-  token: boolean;
-  priv: boolean;
-  sensitive: boolean;
-  extractable: boolean;
-  modifiable: boolean;
-  neverExtractable: boolean;
+  /** CKA_CLASS: 'secret', 'private' or 'public'. */
+  cls: string;
+  /** CKA_KEY_TYPE: 'AES', 'RSA', 'EC', 'GENERIC_SECRET'. */
+  keyType: string;
+  /** Boolean attributes; null where the attribute does not belong to the object's class. */
+  token: boolean | null;
+  priv: boolean | null;
+  sensitive: boolean | null;
+  extractable: boolean | null;
+  modifiable: boolean | null;
+  neverExtractable: boolean | null;
+  sign: boolean | null;
+  verify: boolean | null;
+  encrypt: boolean | null;
+  decrypt: boolean | null;
+  derive: boolean | null;
+  wrap: boolean | null;
+  unwrap: boolean | null;
+  /** Reading the secret value (CKA_VALUE, or CKA_PRIVATE_EXPONENT for RSA; the public value for public keys): 'READABLE' or the CKR. */
   valueRead: string;
+  /** Wrapping under a fresh AES key: 'WRAPPED' or the CKR ('n/a' for public keys). */
   wrapped: string;
 }
 
