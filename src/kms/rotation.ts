@@ -6,6 +6,7 @@ import type { KeyMaterialRecord, KeyRecord, MetadataStore } from '../store/types
 import { operation, type KmsDeps } from './context.js';
 import { resolveKey } from './key-ref.js';
 import { isKeyLocked, withKeyLock } from './key-locks.js';
+import { supportsRotation } from './key-specs.js';
 import { checkKeyState } from './key-states.js';
 import { LABEL_PREFIX, newMaterial } from './material.js';
 import { int, KEY_ID, LIMIT, MARKER, oneOf } from './validation.js';
@@ -33,7 +34,7 @@ const CUSTOM_KEY_STORE_ORIGINS = new Set(['AWS_CLOUDHSM', 'EXTERNAL_KEY_STORE'])
  * Imported keys rotate on demand only, into material imported beforehand (PENDING_ROTATION).
  */
 export function rotationRefusal(key: KeyRecord, kind: 'automatic' | 'on-demand' | 'list'): KmsError | undefined {
-  if (key.keySpec !== 'SYMMETRIC_DEFAULT' || key.keyUsage !== 'ENCRYPT_DECRYPT') {
+  if (!supportsRotation(key) || key.keyUsage !== 'ENCRYPT_DECRYPT') {
     return Errors.unsupported(`${key.arn} key spec ${key.keySpec} is not valid for this operation.`);
   }
   if (CUSTOM_KEY_STORE_ORIGINS.has(key.origin)) {
