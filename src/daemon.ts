@@ -12,6 +12,8 @@ import { closeModules } from './hsm/module.js';
 import { Token } from './hsm/token.js';
 import type { KmsDeps } from './kms/context.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
+import { reconcileImportKeys } from './kms/import.js';
+import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
 
@@ -19,6 +21,8 @@ export interface Daemon {
   deps: KmsDeps;
   token: Token;
   reconciled: ReconcileReport;
+  /** Key-lifecycle scheduler (rotation, deletion, expiry); already started. */
+  scheduler: LifecycleScheduler;
   /** Bound TCP port (useful when configured as 0). */
   port: number;
   socketPath: string;
@@ -48,6 +52,11 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   const deps: KmsDeps = { store, token, clock, region: config.region, log };
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
+  const importKeys = await reconcileImportKeys(deps);
+  if (importKeys.orphansDestroyed || importKeys.rowsRemoved) log.info({ ...importKeys }, 'import wrapping keys reconciled');
+  // One tick before serving catches up on what fell due while the daemon was down.
+  const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
+  await scheduler.runOnce();
 
   const credentials = new CredentialRegistry();
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
@@ -57,6 +66,8 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   app.set('etag', false);
   app.use((_req, res, next) => {
     res.setHeader('x-amzn-RequestId', randomUUID());
+    // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct skew from Date.
+    res.setHeader('Date', clock.now().toUTCString());
     next();
   });
   app.use(healthRouter(token));
@@ -73,6 +84,7 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   const address = tcp.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ host: config.host, port, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
+  scheduler.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -80,12 +92,13 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
       stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix)]);
+      await scheduler.stop();
       token.close();
       store.close();
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, reconciled, port, socketPath: config.socketPath, stop };
+  return { deps, token, reconciled, scheduler, port, socketPath: config.socketPath, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {

@@ -1,4 +1,4 @@
-import { createDecipheriv, createPrivateKey, createPublicKey } from 'node:crypto';
+import { createDecipheriv, createHash, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { Errors, KmsError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -698,4 +698,261 @@ export class Token {
       }
     });
   }
+
+  // ── Imported key material (issue #4) ──
+
+  private readonly oaepSupport = new Map<OaepHash, Promise<boolean>>();
+
+  /** Whether the token lists this mechanism in C_GetMechanismList (read when the slot is found). */
+  private hasMechanism(mechanism: number): boolean {
+    return this.mechanismSet?.has(mechanism) ?? false;
+  }
+
+  /**
+   * What this token lacks for importing key material wrapped this way (unwrapAesKey), by
+   * PKCS#11 name, or undefined when it has everything.
+   */
+  async missingForImport(wrapping: { hash: OaepHash; aesKeyWrap: boolean }): Promise<string | undefined> {
+    if (!this.hasMechanism(pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN)) return 'CKM_RSA_PKCS_KEY_PAIR_GEN';
+    if (!this.hasMechanism(pkcs11js.CKM_AES_ECB)) return 'CKM_AES_ECB (used for key-material check values)';
+    if (!(await this.supportsOaep(wrapping.hash))) {
+      const hash = wrapping.hash === 'sha1' ? 'SHA-1' : 'SHA-256';
+      return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}`;
+    }
+    if (wrapping.aesKeyWrap && !this.hasMechanism(pkcs11js.CKM_AES_KEY_WRAP_PAD)) {
+      return 'CKM_RSA_AES_KEY_WRAP or its parts (CKM_RSA_PKCS_OAEP and CKM_AES_KEY_WRAP_PAD)';
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether C_UnwrapKey with CKM_RSA_PKCS_OAEP and this hash (MGF1 with the same hash) works in
+   * this token. Listing CKM_RSA_PKCS_OAEP says nothing about its hashes (SoftHSM 2.6.1 accepts
+   * only SHA-1), so the first call probes a round trip with a throwaway session key pair.
+   */
+  private supportsOaep(hash: OaepHash): Promise<boolean> {
+    let known = this.oaepSupport.get(hash);
+    if (!known) {
+      known = this.probeOaep(hash);
+      this.oaepSupport.set(hash, known);
+      known.catch(() => this.oaepSupport.delete(hash));
+    }
+    return known;
+  }
+
+  private probeOaep(hash: OaepHash): Promise<boolean> {
+    if (!this.hasMechanism(pkcs11js.CKM_RSA_PKCS_OAEP) || !this.hasMechanism(pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN)) {
+      return Promise.resolve(false);
+    }
+    return this.run(async (s) => {
+      const pair = await this.p.C_GenerateKeyPairAsync(
+        s,
+        { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_MODULUS_BITS, value: 2048 },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          { type: pkcs11js.CKA_ENCRYPT, value: true },
+        ],
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_SENSITIVE, value: true },
+          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+          { type: pkcs11js.CKA_UNWRAP, value: true },
+        ],
+      );
+      const created: Handle[] = [pair.publicKey, pair.privateKey];
+      try {
+        const mech = oaepMechanism(hash);
+        this.p.C_EncryptInit(s, mech, pair.publicKey);
+        // A throwaway random value, not key material: it only proves the round trip.
+        const wrapped = await this.p.C_EncryptAsync(s, randomBytes(32), Buffer.alloc(512));
+        created.push(await this.p.C_UnwrapKeyAsync(s, mech, pair.privateKey, wrapped, this.sessionAesTemplate(false)));
+        return true;
+      } catch (e) {
+        if (isSessionLost(e) || isStaleHandle(e)) throw e;
+        return false;
+      } finally {
+        this.destroyQuietly(s, created);
+      }
+    });
+  }
+
+  /**
+   * Generates the RSA key pair for one import: the private key is a token object that can only
+   * unwrap (sensitive, non-extractable); the public key is a session object, read and destroyed.
+   * Returns the public key as DER SubjectPublicKeyInfo.
+   */
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
+    return this.run(async (s) => {
+      const privateTemplate: pkcs11js.Template = [
+        { type: pkcs11js.CKA_ID, value: id },
+        { type: pkcs11js.CKA_LABEL, value: label },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+        { type: pkcs11js.CKA_UNWRAP, value: true },
+        { type: pkcs11js.CKA_DECRYPT, value: false },
+        { type: pkcs11js.CKA_SIGN, value: false },
+        { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+        { type: pkcs11js.CKA_DERIVE, value: false },
+      ];
+      if (this.opts.modifiableFalse) privateTemplate.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+      const pair = await this.p.C_GenerateKeyPairAsync(
+        s,
+        { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_MODULUS_BITS, value: modulusBits },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          { type: pkcs11js.CKA_ENCRYPT, value: false },
+          { type: pkcs11js.CKA_WRAP, value: false },
+          { type: pkcs11js.CKA_VERIFY, value: false },
+        ],
+        privateTemplate,
+      );
+      try {
+        const [n, e] = this.p.C_GetAttributeValue(s, pair.publicKey, [
+          { type: pkcs11js.CKA_MODULUS },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT },
+        ]);
+        const jwk = { kty: 'RSA', n: (n?.value as Buffer).toString('base64url'), e: (e?.value as Buffer).toString('base64url') };
+        return createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' });
+      } catch (err) {
+        this.destroyQuietly(s, [pair.privateKey]);
+        throw err;
+      } finally {
+        this.destroyQuietly(s, [pair.publicKey]);
+      }
+    });
+  }
+
+  /**
+   * Unwraps imported AES-256 key material with the wrapping private key `wrappingKeyId`, inside
+   * the token: the material never exists in this process. With `target`, the result is a token
+   * object like generateAesKey's (sensitive, non-extractable, encrypt/decrypt only); without, a
+   * session object destroyed before returning (to recognise material before committing to it).
+   *
+   * RSA_AES_KEY_WRAP (`aesKeyWrap`) is done as its two halves, both in the token: CKM_RSA_PKCS_OAEP
+   * unwraps the first modulus-length bytes into an ephemeral AES session key (unwrap-only), and
+   * CKM_AES_KEY_WRAP_PAD (RFC 5649) unwraps the rest with it. That is what CKM_RSA_AES_KEY_WRAP does,
+   * and it works on tokens (SoftHSM 2.6.1) that do not offer that mechanism.
+   *
+   * Returns the material's check value: SHA-256 over a domain string and a fixed block encrypted
+   * with the key (CKM_AES_ECB) in the token. Equal material gives an equal check value; the value
+   * reveals nothing usable about the key (the block is not the zero block AES-GCM derives its
+   * hash key from, and only a digest of the output leaves this class).
+   *
+   * Throws UnwrapFailed when the blob does not unwrap, KeyMaterialRejected when the result is not
+   * usable AES-256 key material (wrong length where the token reports it, or unusable by AES).
+   */
+  unwrapAesKey(
+    wrappingKeyId: Buffer,
+    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    blob: Buffer,
+    target?: { id: Buffer; label: string },
+  ): Promise<Buffer> {
+    return this.run(async (s) => {
+      const rsa = this.handleFor(s, wrappingKeyId);
+      const template = target
+        ? this.secretKeyTemplate(target.id, target.label).filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN)
+        : this.sessionAesTemplate(true);
+      const ephemeral: Handle[] = [];
+      let key: Handle | undefined;
+      try {
+        const unwrap = async (mech: pkcs11js.Mechanism, withKey: Handle, data: Buffer, t: pkcs11js.Template) => {
+          try {
+            return await this.p.C_UnwrapKeyAsync(s, mech, withKey, data, t);
+          } catch (e) {
+            if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
+            throw e;
+          }
+        };
+        if (wrapping.aesKeyWrap) {
+          const kek = await unwrap(oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), [
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+            { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+            { type: pkcs11js.CKA_TOKEN, value: false },
+            { type: pkcs11js.CKA_SENSITIVE, value: true },
+            { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+            { type: pkcs11js.CKA_UNWRAP, value: true },
+            { type: pkcs11js.CKA_ENCRYPT, value: false },
+            { type: pkcs11js.CKA_DECRYPT, value: false },
+          ]);
+          ephemeral.push(kek);
+          key = await unwrap({ mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, blob.subarray(wrapping.modulusBytes), template);
+        } else {
+          key = await unwrap(oaepMechanism(wrapping.hash), rsa, blob, template);
+        }
+        const check = await this.checkValueOf(s, key);
+        if (target) this.handles.set(target.id.toString('hex'), key);
+        else ephemeral.push(key);
+        key = undefined;
+        return check;
+      } finally {
+        // A key that failed its checks is destroyed, token object or not.
+        this.destroyQuietly(s, key === undefined ? ephemeral : [...ephemeral, key]);
+      }
+    });
+  }
+
+  /** The check value of an AES key object (see unwrapAesKey). */
+  private async checkValueOf(s: Handle, key: Handle): Promise<Buffer> {
+    const [len] = this.p.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE_LEN }]);
+    const reported = len?.value instanceof Buffer && len.value.length > 0 ? readUlong(len.value) : 0;
+    // The standard says the token sets CKA_VALUE_LEN on an unwrapped key; SoftHSM 2.6.1 leaves it 0.
+    if (reported !== 0 && reported !== 32) throw new KeyMaterialRejected();
+    let block: Buffer;
+    try {
+      this.p.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_ECB }, key);
+      block = await this.p.C_EncryptAsync(s, CHECK_BLOCK, Buffer.alloc(16));
+    } catch (e) {
+      if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new KeyMaterialRejected();
+      throw e;
+    }
+    return createHash('sha256').update(CHECK_DOMAIN).update(block).digest();
+  }
+
+  /** An AES secret-key template for a session object (never stored in the token). */
+  private sessionAesTemplate(encrypt: boolean): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_TOKEN, value: false },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_ENCRYPT, value: encrypt },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+    ];
+  }
+
+  private destroyQuietly(s: Handle, handles: Handle[]): void {
+    for (const h of handles) {
+      try {
+        this.p.C_DestroyObject(s, h);
+      } catch {
+        /* a session object dies with its session anyway */
+      }
+    }
+  }
+}
+
+export type OaepHash = 'sha1' | 'sha256';
+
+/** Thrown when a wrapped key does not unwrap (wrong wrapping key, algorithm, or a damaged blob). */
+export class UnwrapFailed extends AuthenticationFailed {}
+/** Thrown when unwrapped material is not usable as the AES-256 key it should be. */
+export class KeyMaterialRejected extends AuthenticationFailed {}
+
+/** The block encrypted for check values: fixed, and deliberately not the all-zero block. */
+const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
+const CHECK_DOMAIN = 'p11kms:key-material-check:v1';
+
+
+/** A CK_ULONG attribute value in the platform's byte order and width. */
+function readUlong(b: Buffer): number {
+  if (b.length >= 8) return Number(b.readBigUInt64LE(0));
+  return b.readUInt32LE(0);
 }

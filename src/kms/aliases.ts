@@ -4,6 +4,7 @@ import { Errors } from '../errors.js';
 import { aliasArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { resolveKey } from './key-ref.js';
+import { checkKeyState } from './key-states.js';
 import { KEY_ID, LIMIT, MARKER, str } from './validation.js';
 
 const ALIAS_NAME = str(1, 256, /^[a-zA-Z0-9:/_-]+$/);
@@ -19,10 +20,10 @@ function checkAliasName(name: string): void {
 }
 
 /** The target of an alias: a customer key of the caller's account, referenced by id or ARN. */
-function targetKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string) {
+function targetKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: 'CreateAlias' | 'UpdateAlias') {
   const key = resolveKey(deps, ctx, ref, false);
   authorize(ctx, action, key);
-  if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
+  checkKeyState(key, action);
   if (key.accountId !== ctx.principal.accountId) {
     throw Errors.accessDenied('An alias and its target key must be in the same account.');
   }

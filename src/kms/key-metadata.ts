@@ -1,5 +1,6 @@
 import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
+import { importedKeyMetadata } from './import.js';
 import { keyAlgorithms } from './key-specs.js';
 
 /** The KeyMetadata structure AWS returns from CreateKey and DescribeKey. */
@@ -22,5 +23,7 @@ export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
     ...keyAlgorithms(deps, key),
     MultiRegion: false,
     CurrentKeyMaterialId: current?.state === 'active' ? current.materialId : undefined,
+    // Origin EXTERNAL: ExpirationModel, ValidTo, and the current material id even while it is not imported.
+    ...importedKeyMetadata(deps, key),
   };
 }

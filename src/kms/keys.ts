@@ -5,7 +5,9 @@ import { Errors } from '../errors.js';
 import type { KeyRecord } from '../store/types.js';
 import { keyArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
+import { createExternalKey } from './import.js';
 import { keyMetadata } from './key-metadata.js';
+import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { resolveKey } from './key-ref.js';
 import { checkKeySpec } from './key-specs.js';
 import { materialize, newMaterial } from './material.js';
@@ -63,8 +65,11 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   const origin = input.Origin ?? 'AWS_KMS';
   // Usage must fit the spec (ValidationException); the token must have what it needs (UnsupportedOperationException).
   const keyUsage = checkKeySpec(deps, keySpec, input.KeyUsage);
-  if (origin !== 'AWS_KMS' || input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) {
+  if ((origin !== 'AWS_KMS' && origin !== 'EXTERNAL') || input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) {
     throw Errors.unsupported(`Origin ${origin} and custom key stores are not supported by this key store.`);
+  }
+  if (origin === 'EXTERNAL' && keySpec !== 'SYMMETRIC_DEFAULT') {
+    throw Errors.unsupported(`Importing key material for KeySpec ${keySpec} is not supported by this key store.`);
   }
   if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
   const tags = input.Tags ?? [];
@@ -90,6 +95,8 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
     policy: input.Policy ?? defaultKeyPolicy(accountId),
     currentVersion: 1,
   };
+  // Origin EXTERNAL: no material yet; the key waits in PendingImport for ImportKeyMaterial.
+  if (origin === 'EXTERNAL') return { KeyMetadata: keyMetadata(deps, createExternalKey(deps, key, tags)) };
   const material = newMaterial(keyId, 1, now);
   deps.store.createKeyPending(key, material, tags);
   try {
@@ -130,10 +137,10 @@ export const ListKeys = operation(z.object({ Limit: LIMIT, Marker: MARKER }), (d
 });
 
 /** Resolves a key id/ARN (never an alias) for a management call that changes the key. */
-function managedKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string): KeyRecord {
+function managedKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: KeyStateAction): KeyRecord {
   const key = resolveKey(deps, ctx, ref, false);
   authorize(ctx, action, key);
-  if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
+  checkKeyState(key, action);
   return key;
 }
 

@@ -10,6 +10,11 @@ import { GenerateMac, VerifyMac } from './mac.js';
 import { GetPublicKey } from './public-key.js';
 import { Sign, Verify } from './sign.js';
 import { ListResourceTags, TagResource, UntagResource } from './tags.js';
+import { CancelKeyDeletion, ScheduleKeyDeletion } from './deletion.js';
+import { DeleteImportedKeyMaterial, GetParametersForImport, ImportKeyMaterial } from './import.js';
+import {
+  DisableKeyRotation, EnableKeyRotation, GetKeyRotationStatus, ListKeyRotations, RotateKeyOnDemand,
+} from './rotation.js';
 
 /** Every operation the core serves, by its AWS name. Front doors dispatch through this table. */
 export const operations: Readonly<Record<string, Operation>> = {
@@ -19,4 +24,8 @@ export const operations: Readonly<Record<string, Operation>> = {
   TagResource, UntagResource, ListResourceTags,
   Sign, Verify, GetPublicKey, GenerateMac, VerifyMac, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
   DeriveSharedSecret,
+  // Key lifecycle (issue #4)
+  EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations,
+  ScheduleKeyDeletion, CancelKeyDeletion,
+  GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
 } as Record<string, Operation>;

@@ -31,6 +31,13 @@ export function int(min: number, max: number) {
 
 export const bool = () => z.boolean({ error: WRONG_TYPE });
 
+/** A timestamp on the wire (epoch seconds, as AWS JSON 1.1 sends it), a Date inside. */
+export const timestamp = () =>
+  z
+    .number({ error: WRONG_TYPE })
+    .refine((n) => Number.isFinite(n), { message: WRONG_TYPE })
+    .transform((n) => new Date(Math.round(n * 1000)));
+
 export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
   return z.string({ error: WRONG_TYPE }).refine((v): v is T[number] => (values as readonly string[]).includes(v), {
     message: `Member must satisfy enum value set: [${values.join(', ')}]`,

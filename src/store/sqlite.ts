@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { Errors } from '../errors.js';
+import { SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
 import type {
   AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
 } from './types.js';
@@ -94,6 +95,7 @@ export class SqliteStore implements MetadataStore {
   private readonly keyCache = new Map<string, KeyRecord>();
   private readonly materialCache = new Map<string, KeyMaterialRecord>();
   private readonly stmt;
+  readonly lifecycle: LifecycleStore;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -129,6 +131,7 @@ export class SqliteStore implements MetadataStore {
         'INSERT INTO tags VALUES (?,?,?) ON CONFLICT(key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value'),
       removeTag: d.prepare('DELETE FROM tags WHERE key_id = ? AND tag_key = ?'),
     };
+    this.lifecycle = new SqliteLifecycleStore(d);
   }
 
   private tx<T>(fn: () => T): T {
@@ -276,5 +279,36 @@ export class SqliteStore implements MetadataStore {
 
   close(): void {
     this.db.close();
+  }
+
+  // ── Key lifecycle (issue #4) ──
+
+  transaction<T>(fn: () => T): T {
+    try {
+      return this.tx(fn);
+    } catch (e) {
+      // A rolled-back write may have refreshed a cache entry from uncommitted rows.
+      this.keyCache.clear();
+      this.materialCache.clear();
+      throw e;
+    }
+  }
+
+  createKey(key: KeyRecord, tags: Tag[]): void {
+    this.tx(() => {
+      this.stmt.insertKey.run({
+        key_id: key.keyId, arn: key.arn, account_id: key.accountId, region: key.region, created_at: key.createdAt,
+        description: key.description, key_usage: key.keyUsage, key_spec: key.keySpec, origin: key.origin,
+        key_manager: key.keyManager, state: key.state, policy: key.policy, current_version: key.currentVersion,
+        deletion_date: key.deletionDate ?? null,
+      });
+      for (const t of tags) this.stmt.putTag.run(key.keyId, t.TagKey, t.TagValue);
+    });
+    this.keyCache.delete(key.keyId);
+  }
+
+  addPendingMaterial(m: KeyMaterialRecord): void {
+    this.stmt.insertMaterial.run(m.keyId, m.version, m.materialId, m.objectId, m.state, m.createdAt);
+    this.materialCache.delete(`${m.keyId}:${m.version}`);
   }
 }

@@ -1,3 +1,5 @@
+import type { LifecycleStore } from './lifecycle.js';
+
 /** Non-secret metadata. Key material never appears here: a version row names a token object by CKA_ID. */
 
 export type KeyState =
@@ -96,4 +98,14 @@ export interface MetadataStore {
   removeTags(keyId: string, tagKeys: string[]): void;
 
   close(): void;
+
+  // ── Key lifecycle (issue #4): rotation, deletion, imported key material ──
+  /** Rotation settings, material history and import tokens, in side tables (src/store/lifecycle.ts). */
+  readonly lifecycle: LifecycleStore;
+  /** Runs fn in one transaction (nested calls become savepoints); caches are dropped if it throws. */
+  transaction<T>(fn: () => T): T;
+  /** Writes a key row that has no key material yet (Origin EXTERNAL, state PendingImport). */
+  createKey(key: KeyRecord, tags: Tag[]): void;
+  /** Writes a 'pending' version row for a key that already exists (rotation, import). */
+  addPendingMaterial(material: KeyMaterialRecord): void;
 }

@@ -463,7 +463,7 @@ describe('protocol (default harness)', () => {
         [{ Policy: 'this is not json {' }, 'MalformedPolicyDocumentException'],
         [{ KeySpec: 'ML_DSA_65', KeyUsage: 'SIGN_VERIFY' }, 'UnsupportedOperationException'],
         [{ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'SIGN_VERIFY' }, 'ValidationException'],
-        [{ Origin: 'EXTERNAL' }, 'UnsupportedOperationException'],
+        [{ Origin: 'AWS_CLOUDHSM' }, 'UnsupportedOperationException'],
       ];
       for (const [input, name] of attempts) {
         await sdkFailure(h.kms.send(new CreateKeyCommand(input)), name);

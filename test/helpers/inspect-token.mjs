@@ -1,10 +1,10 @@
 // Opens a token from a separate process (as an attacker with the PIN would) and reports, for
 // every object whose label starts with p11kms:, its class, protection attributes, whether its
 // secret value can be read and whether it can be wrapped out. Public keys report whether their
-// public value is readable (it should be). Prints JSON. usage: node inspect-token.mjs MODULE LABEL PIN
+// public value is readable (it should be). Prints JSON. usage: node inspect-token.mjs MODULE LABEL PIN [LABEL_PREFIX]
 import pkcs11js from 'pkcs11js';
 
-const [module, label, pin] = process.argv.slice(2);
+const [module, label, pin, prefix = 'p11kms:'] = process.argv.slice(2);
 const p = new pkcs11js.PKCS11();
 p.load(module);
 p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
@@ -39,7 +39,7 @@ for (const h of handles) {
     { type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_CLASS }, { type: pkcs11js.CKA_KEY_TYPE },
   ]);
   const name = lbl.value.toString();
-  if (!name.startsWith('p11kms:')) continue;
+  if (!name.startsWith(prefix)) continue;
   const cls = CLASSES[ulong(clsAttr.value)] ?? String(ulong(clsAttr.value));
   const keyType = KEY_TYPES[ulong(keyTypeAttr.value)] ?? String(ulong(keyTypeAttr.value));
   let valueRead;
