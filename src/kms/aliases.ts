@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { authorize } from '../authz/authorize.js';
+import { authorize, authorizeAlias } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
 import { aliasArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
@@ -31,6 +31,7 @@ function targetKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: stri
 
 export const CreateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKeyId: KEY_ID }), (deps, ctx, input) => {
   checkAliasName(input.AliasName);
+  authorizeAlias(ctx, 'CreateAlias', aliasArn(deps.region, ctx.principal.accountId, input.AliasName));
   const key = targetKey(deps, ctx, input.TargetKeyId, 'CreateAlias');
   const accountId = ctx.principal.accountId;
   if (deps.store.getAlias(accountId, input.AliasName)) {
@@ -51,6 +52,7 @@ function existingAlias(deps: KmsDeps, ctx: RequestContext, name: string) {
 
 export const UpdateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKeyId: KEY_ID }), (deps, ctx, input) => {
   const alias = existingAlias(deps, ctx, input.AliasName);
+  authorizeAlias(ctx, 'UpdateAlias', aliasArn(deps.region, alias.accountId, alias.aliasName));
   const current = deps.store.getKey(alias.keyId);
   if (current) authorize(ctx, 'UpdateAlias', current);
   const key = targetKey(deps, ctx, input.TargetKeyId, 'UpdateAlias');
@@ -63,6 +65,7 @@ export const UpdateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKey
 
 export const DeleteAlias = operation(z.object({ AliasName: ALIAS_NAME }), (deps, ctx, input) => {
   const alias = existingAlias(deps, ctx, input.AliasName);
+  authorizeAlias(ctx, 'DeleteAlias', aliasArn(deps.region, alias.accountId, alias.aliasName));
   const key = deps.store.getKey(alias.keyId);
   if (key) authorize(ctx, 'DeleteAlias', key);
   deps.store.deleteAlias(alias.accountId, alias.aliasName);

@@ -8,6 +8,7 @@ import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { keyMetadata } from './key-metadata.js';
 import { resolveKey } from './key-ref.js';
 import { materialize, newMaterial } from './material.js';
+import { checkLockout, validateKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
 
@@ -73,7 +74,7 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
   const tags = input.Tags ?? [];
   checkTags(tags, 0);
-  if (input.Policy !== undefined) checkPolicyJson(input.Policy);
+  const policy = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
   authorize(ctx, 'CreateKey');
 
   const keyId = randomUUID();
@@ -94,6 +95,7 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
     policy: input.Policy ?? defaultKeyPolicy(accountId),
     currentVersion: 1,
   };
+  if (policy) checkLockout(ctx, key, policy, input.BypassPolicyLockoutSafetyCheck);
   const material = newMaterial(keyId, 1, now);
   deps.store.createKeyPending(key, material, tags);
   try {
@@ -104,18 +106,6 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   }
   return { KeyMetadata: keyMetadata(deps, deps.store.getKey(keyId) as KeyRecord) };
 });
-
-function checkPolicyJson(policy: string): void {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(policy);
-  } catch {
-    throw Errors.malformedPolicy('The new key policy will not allow you to update the key policy in the future.');
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw Errors.malformedPolicy('Policy document must be a JSON object.');
-  }
-}
 
 export const DescribeKey = operation(z.object({ KeyId: KEY_ID, GrantTokens: GRANT_TOKENS }), (deps, ctx, input) => {
   const key = resolveKey(deps, ctx, input.KeyId);
