@@ -103,6 +103,13 @@ function dates(cmp: (c: number, v: number) => boolean): Compare {
 /** Every operator name this evaluator knows, without set prefix or IfExists suffix. */
 export const OPERATORS = new Set([...Object.keys(BASE), ...Object.keys(NEGATED), 'Null']);
 
+/**
+ * Condition keys whose request value is a set. IAM requires a set operator with them; used
+ * without one they never match when present (the reading of @cloud-copilot/iam-simulate,
+ * against which this evaluator is tested).
+ */
+export const MULTI_VALUED_KEYS = new Set(['kms:encryptioncontextkeys', 'kms:grantoperations', 'kms:resourcealiases', 'aws:tagkeys']);
+
 const OPERATOR_SYNTAX = /^(?:(ForAnyValue|ForAllValues):)?([A-Za-z]+?)(IfExists)?$/;
 
 /** Condition values are strings, numbers or booleans, alone or in a non-empty list. */
@@ -126,8 +133,9 @@ function policyValues(raw: unknown): string[] | undefined {
  *   missing key satisfy any operator; `Null` tests presence;
  * - `ForAnyValue:` needs at least one context value to satisfy the operator (false when absent);
  *   `ForAllValues:` needs every context value to (true when absent or empty);
- * - without a set operator a multi-valued key behaves as ForAnyValue for positive operators and
- *   as "no value matches" for negated ones.
+ * - without a set operator, a key with several values matches when any value satisfies a positive
+ *   operator, or when no value matches a negated one; a multi-valued key (MULTI_VALUED_KEYS)
+ *   present in the request never matches without a set operator.
  */
 export function compileCondition(operator: string, key: string, raw: unknown): ConditionTest {
   const m = OPERATOR_SYNTAX.exec(operator);
@@ -155,6 +163,7 @@ export function compileCondition(operator: string, key: string, raw: unknown): C
   if (typeof compiled === 'string') throw new ConditionError(compiled);
   const pos = compiled;
   const test = negated ? (c: string) => !pos(c) : pos;
+  const multiWithoutSet = set === undefined && MULTI_VALUED_KEYS.has(lowerKey);
   return (facts) => {
     const ctx = facts.get(lowerKey);
     if (ctx === undefined || ctx.length === 0) {
@@ -162,6 +171,7 @@ export function compileCondition(operator: string, key: string, raw: unknown): C
       if (set === 'ForAnyValue') return false;
       return negated;
     }
+    if (multiWithoutSet) return false;
     if (set === 'ForAllValues') return ctx.every(test);
     if (set === 'ForAnyValue' || !negated) return ctx.some(test);
     return !ctx.some(pos);
