@@ -76,7 +76,8 @@ export const ListAliases = operation(
   z.object({ KeyId: KEY_ID.optional(), Limit: LIMIT, Marker: MARKER }),
   (deps, ctx, input) => {
     const key = input.KeyId === undefined ? undefined : resolveKey(deps, ctx, input.KeyId, false);
-    authorize(ctx, 'ListAliases');
+    // Identity policies only; naming another account's key is refused (ListAliases is not cross-account).
+    authorize(ctx, 'ListAliases', key && key.accountId !== ctx.principal.accountId ? key : undefined);
     const accountId = key?.accountId ?? ctx.principal.accountId;
     const page = deps.store.listAliases(accountId, input.Limit ?? 50, input.Marker, key?.keyId);
     return {

@@ -237,6 +237,7 @@ const cases: Case[] = [
   { name: 'other account, key policy silent', caller: 'otherRoot', act: encrypt(), expect: 'AccessDeniedException', because: noResource('Encrypt') },
   { name: 'other account uses the key id instead of the ARN', caller: 'otherRoot', keyPolicy: () => [rootAll, allow(ROOT_B, 'kms:*')], act: (k, e) => k.send(new EncryptCommand({ KeyId: e.keyId, Plaintext: P })), expect: 'NotFoundException' },
   { name: 'other account may not manage the key, whatever the policy says', caller: 'otherRoot', keyPolicy: () => [rootAll, allow(ROOT_B, 'kms:*')], act: (k, e) => k.send(new EnableKeyCommand({ KeyId: e.key })), expect: 'AccessDeniedException' },
+  { name: 'other account may not list the aliases of the key', caller: 'otherRoot', alias: true, keyPolicy: () => [rootAll, allow(ROOT_B, 'kms:*')], act: (k, e) => k.send(new ListAliasesCommand({ KeyId: e.key })), expect: 'AccessDeniedException' },
   { name: 'other account may describe the key', caller: 'otherRoot', keyPolicy: () => [rootAll, allow(ROOT_B, 'kms:DescribeKey')], act: describeKey, expect: 'allow' },
   { name: 'other account, kms:CallerAccount condition', caller: 'otherRoot', keyPolicy: () => [rootAll, allow('*', 'kms:Encrypt', cond('StringEquals', 'kms:CallerAccount', B))], act: encrypt(), expect: 'allow' },
   // ---- key policy operations ----
