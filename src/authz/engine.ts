@@ -39,7 +39,9 @@ export function accessDenied(principalArn: string, action: string, resource: str
   );
 }
 
-const qualified = (action: string) => (action.includes(':') ? action : `kms:${action}`);
+const qualified = (action: string) => `kms:${action}`;
+/** Call sites name actions as AWS operations (`Encrypt`); `kms:Encrypt` is accepted too. */
+const bare = (action: string) => (action.toLowerCase().startsWith('kms:') ? action.slice(4) : action);
 const callerOf = (ctx: RequestContext): Caller => ({
   arn: ctx.principal.arn,
   accountId: ctx.principal.accountId,
@@ -109,13 +111,15 @@ export class Authz {
    * Throws AccessDeniedException unless the caller may perform the action: on the key when one
    * is given, otherwise on `*` (operations that act on no particular key).
    */
-  check(ctx: RequestContext, action: string, key?: KeyRecord, extra?: AuthorizeFacts): void {
+  check(ctx: RequestContext, operation: string, key?: KeyRecord, extra?: AuthorizeFacts): void {
+    const action = bare(operation);
     this.checkGrantTokens(ctx);
     const decision = this.decide(ctx, action, key, extra);
     if (!decision.allowed) throw accessDenied(ctx.principal.arn, qualified(action), key ? key.arn : '*', decision.denial);
   }
 
-  decide(ctx: RequestContext, action: string, key?: KeyRecord, extra?: AuthorizeFacts, policy?: CompiledPolicy): Decision {
+  decide(ctx: RequestContext, operation: string, key?: KeyRecord, extra?: AuthorizeFacts, policy?: CompiledPolicy): Decision {
+    const action = bare(operation);
     const caller = callerOf(ctx);
     const act = qualified(action).toLowerCase();
     const facts = this.facts(ctx, action, key, extra);
@@ -136,7 +140,8 @@ export class Authz {
   }
 
   /** Alias operations also need permission on the alias itself, which only identity policies give. */
-  checkAlias(ctx: RequestContext, action: string, aliasArn: string): void {
+  checkAlias(ctx: RequestContext, operation: string, aliasArn: string): void {
+    const action = bare(operation);
     const caller = callerOf(ctx);
     const act = qualified(action);
     const d = decideIdentityAccess(caller, act.toLowerCase(), aliasArn, this.identity(caller), this.facts(ctx, action));

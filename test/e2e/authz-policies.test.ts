@@ -332,4 +332,23 @@ describe('engine-level cases for operations added by other branches', () => {
     if (ok) expect(() => authorize(ctx, action, record)).not.toThrow();
     else expect(() => authorize(ctx, action, record)).toThrow(`User: ${user.arn} is not authorized to perform: kms:${action}`);
   });
+
+  it('an action name the engine has never heard of is judged by policy (kms:*, kms:Future*), and kms:-qualified names work', async () => {
+    const created = (await h.kms.send(new CreateKeyCommand({}))).KeyMetadata!;
+    const user = await createPrincipal(h, { type: 'user', name: `future${seq++}` });
+    const record = () => h.daemon.deps.store.getKey(created.KeyId!)!;
+    const ctx: RequestContext = {
+      principal: h.daemon.deps.authz!.credentials.lookup(user.accessKeyId)!.principal, requestId: 'future', input: {}, authz: h.daemon.deps.authz,
+    };
+    expect(() => authorize(ctx, 'FutureOperation', record())).toThrow(
+      `User: ${user.arn} is not authorized to perform: kms:FutureOperation on resource: ${created.Arn} because no identity-based policy allows the kms:FutureOperation action`,
+    );
+    await h.kms.send(new PutKeyPolicyCommand({ KeyId: created.KeyId, Policy: policyDoc([rootAll, allow(user.arn, 'kms:Future*')]) }));
+    expect(() => authorize(ctx, 'FutureOperation', record())).not.toThrow();
+    expect(() => authorize(ctx, 'kms:FutureOperation', record())).not.toThrow();
+    expect(() => authorize(ctx, 'PastOperation', record())).toThrow(/kms:PastOperation/);
+    await h.kms.send(new PutKeyPolicyCommand({ KeyId: created.KeyId, Policy: policyDoc([rootAll, allow(user.arn, 'kms:*'), deny(user.arn, 'kms:FutureOperation')]) }));
+    expect(() => authorize(ctx, 'PastOperation', record())).not.toThrow();
+    expect(() => authorize(ctx, 'FutureOperation', record())).toThrow(/with an explicit deny in a resource-based policy$/);
+  });
 });
