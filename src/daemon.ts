@@ -3,9 +3,12 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import express from 'express';
+import { adminRouter } from './api/admin/router.js';
 import { awsJsonRouter } from './api/aws-json/router.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
+import { Authz } from './authz/engine.js';
+import { SecretBox } from './authz/secret-box.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';
@@ -58,8 +61,10 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
   await scheduler.runOnce();
 
-  const credentials = new CredentialRegistry();
+  const credentials = new CredentialRegistry(store, new SecretBox(token), log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
+  await credentials.load();
+  deps.authz = new Authz({ store, clock, region: config.region, log }, credentials);
 
   const app = express();
   app.disable('x-powered-by');
@@ -78,7 +83,13 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
 
   let stopping = false;
   const tcp = drainable(createServer(app), () => stopping);
-  const unix = drainable(createServer(app), () => stopping);
+  // The Unix socket (0600) also serves the admin interface; TCP never does.
+  const unixApp = express();
+  unixApp.disable('x-powered-by');
+  unixApp.set('etag', false);
+  unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log }));
+  unixApp.use(app);
+  const unix = drainable(createServer(unixApp), () => stopping);
   await listen(tcp, () => tcp.listen(config.port, config.host));
   await listenOnSocket(unix, config.socketPath);
   const address = tcp.address();

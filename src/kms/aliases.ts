@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { authorize } from '../authz/authorize.js';
+import { authorize, authorizeAlias } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
 import { aliasArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
@@ -32,6 +32,7 @@ function targetKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: 'Cre
 
 export const CreateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKeyId: KEY_ID }), (deps, ctx, input) => {
   checkAliasName(input.AliasName);
+  authorizeAlias(ctx, 'CreateAlias', aliasArn(deps.region, ctx.principal.accountId, input.AliasName));
   const key = targetKey(deps, ctx, input.TargetKeyId, 'CreateAlias');
   const accountId = ctx.principal.accountId;
   if (deps.store.getAlias(accountId, input.AliasName)) {
@@ -52,6 +53,7 @@ function existingAlias(deps: KmsDeps, ctx: RequestContext, name: string) {
 
 export const UpdateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKeyId: KEY_ID }), (deps, ctx, input) => {
   const alias = existingAlias(deps, ctx, input.AliasName);
+  authorizeAlias(ctx, 'UpdateAlias', aliasArn(deps.region, alias.accountId, alias.aliasName));
   const current = deps.store.getKey(alias.keyId);
   if (current) authorize(ctx, 'UpdateAlias', current);
   const key = targetKey(deps, ctx, input.TargetKeyId, 'UpdateAlias');
@@ -64,6 +66,7 @@ export const UpdateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKey
 
 export const DeleteAlias = operation(z.object({ AliasName: ALIAS_NAME }), (deps, ctx, input) => {
   const alias = existingAlias(deps, ctx, input.AliasName);
+  authorizeAlias(ctx, 'DeleteAlias', aliasArn(deps.region, alias.accountId, alias.aliasName));
   const key = deps.store.getKey(alias.keyId);
   if (key) authorize(ctx, 'DeleteAlias', key);
   deps.store.deleteAlias(alias.accountId, alias.aliasName);
@@ -74,7 +77,8 @@ export const ListAliases = operation(
   z.object({ KeyId: KEY_ID.optional(), Limit: LIMIT, Marker: MARKER }),
   (deps, ctx, input) => {
     const key = input.KeyId === undefined ? undefined : resolveKey(deps, ctx, input.KeyId, false);
-    authorize(ctx, 'ListAliases');
+    // Identity policies only; naming another account's key is refused (ListAliases is not cross-account).
+    authorize(ctx, 'ListAliases', key && key.accountId !== ctx.principal.accountId ? key : undefined);
     const accountId = key?.accountId ?? ctx.principal.accountId;
     const page = deps.store.listAliases(accountId, input.Limit ?? 50, input.Marker, key?.keyId);
     return {

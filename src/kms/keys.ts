@@ -11,6 +11,7 @@ import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { resolveKey } from './key-ref.js';
 import { checkKeySpec } from './key-specs.js';
 import { materialize, newMaterial } from './material.js';
+import { checkLockout, validateKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
 
@@ -74,7 +75,7 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
   const tags = input.Tags ?? [];
   checkTags(tags, 0);
-  if (input.Policy !== undefined) checkPolicyJson(input.Policy);
+  const policy = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
   authorize(ctx, 'CreateKey');
 
   const keyId = randomUUID();
@@ -95,6 +96,7 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
     policy: input.Policy ?? defaultKeyPolicy(accountId),
     currentVersion: 1,
   };
+  if (policy) checkLockout(ctx, key, policy, input.BypassPolicyLockoutSafetyCheck);
   // Origin EXTERNAL: no material yet; the key waits in PendingImport for ImportKeyMaterial.
   if (origin === 'EXTERNAL') return { KeyMetadata: keyMetadata(deps, createExternalKey(deps, key, tags)) };
   const material = newMaterial(keyId, 1, now);
@@ -107,18 +109,6 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   }
   return { KeyMetadata: keyMetadata(deps, deps.store.getKey(keyId) as KeyRecord) };
 });
-
-function checkPolicyJson(policy: string): void {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(policy);
-  } catch {
-    throw Errors.malformedPolicy('The new key policy will not allow you to update the key policy in the future.');
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw Errors.malformedPolicy('Policy document must be a JSON object.');
-  }
-}
 
 export const DescribeKey = operation(z.object({ KeyId: KEY_ID, GrantTokens: GRANT_TOKENS }), (deps, ctx, input) => {
   const key = resolveKey(deps, ctx, input.KeyId);

@@ -9,6 +9,8 @@ import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescr
 import { GenerateMac, VerifyMac } from './mac.js';
 import { GetPublicKey } from './public-key.js';
 import { Sign, Verify } from './sign.js';
+import { CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant } from './grants.js';
+import { GetKeyPolicy, ListKeyPolicies, PutKeyPolicy } from './policies.js';
 import { ListResourceTags, TagResource, UntagResource } from './tags.js';
 import { CancelKeyDeletion, ScheduleKeyDeletion } from './deletion.js';
 import { DeleteImportedKeyMaterial, GetParametersForImport, ImportKeyMaterial } from './import.js';
@@ -24,8 +26,9 @@ export const operations: Readonly<Record<string, Operation>> = {
   TagResource, UntagResource, ListResourceTags,
   Sign, Verify, GetPublicKey, GenerateMac, VerifyMac, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
   DeriveSharedSecret,
-  // Key lifecycle (issue #4)
   EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations,
   ScheduleKeyDeletion, CancelKeyDeletion,
   GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
+  PutKeyPolicy, GetKeyPolicy, ListKeyPolicies,
+  CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
 } as Record<string, Operation>;
