@@ -45,6 +45,7 @@ const FileSchema = z
     accountId: z.string().regex(/^\d{12}$/).optional(),
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+    schedulerIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     hsm: HsmSchema.prefault({}),
     admin: z
       .object({ accessKeyId: z.string().min(16).max(128).optional(), secretAccessKey: SecretSource.optional() })
@@ -62,6 +63,8 @@ export interface Config {
   accountId: string;
   region: string;
   logLevel: string;
+  /** How often the key-lifecycle scheduler looks for due rotations, deletions and expiries. */
+  schedulerIntervalMs: number;
   hsm: Omit<z.output<typeof HsmSchema>, 'pin' | '$comment'> & { pin: Secret };
   admin: { accessKeyId: string; secretAccessKey: Secret };
   /** The XKS proxy listener (src/api/xks), when enabled. */
@@ -141,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     accountId: env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333',
     region: env.P11KMS_REGION || f.region || 'us-east-1',
     logLevel: env.P11KMS_LOG_LEVEL || f.logLevel || 'info',
+    schedulerIntervalMs: intFromEnv(env, 'P11KMS_SCHEDULER_INTERVAL_MS') ?? f.schedulerIntervalMs ?? 60_000,
     hsm: { ...hsm, pin },
     admin: {
       accessKeyId: env.P11KMS_ADMIN_ACCESS_KEY_ID || f.admin.accessKeyId || DEV_ADMIN_ACCESS_KEY_ID,

@@ -3,16 +3,21 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import express from 'express';
+import { adminRouter } from './api/admin/router.js';
 import { awsJsonRouter } from './api/aws-json/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
+import { Authz } from './authz/engine.js';
+import { SecretBox } from './authz/secret-box.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';
 import { Token } from './hsm/token.js';
 import type { KmsDeps } from './kms/context.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
+import { reconcileImportKeys } from './kms/import.js';
+import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
 
@@ -20,6 +25,8 @@ export interface Daemon {
   deps: KmsDeps;
   token: Token;
   reconciled: ReconcileReport;
+  /** Key-lifecycle scheduler (rotation, deletion, expiry); already started. */
+  scheduler: LifecycleScheduler;
   /** Bound TCP port (useful when configured as 0). */
   port: number;
   socketPath: string;
@@ -61,15 +68,24 @@ export async function startDaemon(
   const deps: KmsDeps = { store, token, clock, region: config.region, log };
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
+  const importKeys = await reconcileImportKeys(deps);
+  if (importKeys.orphansDestroyed || importKeys.rowsRemoved) log.info({ ...importKeys }, 'import wrapping keys reconciled');
+  // One tick before serving catches up on what fell due while the daemon was down.
+  const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
+  await scheduler.runOnce();
 
-  const credentials = new CredentialRegistry();
+  const credentials = new CredentialRegistry(store, new SecretBox(token), log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
+  await credentials.load();
+  deps.authz = new Authz({ store, clock, region: config.region, log }, credentials);
 
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use((_req, res, next) => {
     res.setHeader('x-amzn-RequestId', randomUUID());
+    // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct skew from Date.
+    res.setHeader('Date', clock.now().toUTCString());
     next();
   });
   app.use(healthRouter(token));
@@ -80,7 +96,13 @@ export async function startDaemon(
 
   let stopping = false;
   const tcp = drainable(createServer(app), () => stopping);
-  const unix = drainable(createServer(app), () => stopping);
+  // The Unix socket (0600) also serves the admin interface; TCP never does.
+  const unixApp = express();
+  unixApp.disable('x-powered-by');
+  unixApp.set('etag', false);
+  unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log }));
+  unixApp.use(app);
+  const unix = drainable(createServer(unixApp), () => stopping);
   await listen(tcp, () => tcp.listen(config.port, config.host));
   await listenOnSocket(unix, config.socketPath);
   const address = tcp.address();
@@ -97,6 +119,7 @@ export async function startDaemon(
     store.close();
     throw e;
   }
+  scheduler.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -104,12 +127,13 @@ export async function startDaemon(
       stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix), xks?.stop()]);
+      await scheduler.stop();
       token.close();
       store.close();
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, reconciled, port, socketPath: config.socketPath, xks, stop };
+  return { deps, token, reconciled, scheduler, port, socketPath: config.socketPath, xks, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {

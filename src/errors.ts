@@ -35,6 +35,8 @@ export const Errors = {
   invalidCiphertext: make('InvalidCiphertextException'),
   incorrectKey: make('IncorrectKeyException'),
   invalidKeyUsage: make('InvalidKeyUsageException'),
+  kmsInvalidSignature: make('KMSInvalidSignatureException'),
+  kmsInvalidMac: make('KMSInvalidMacException'),
   invalidMarker: make('InvalidMarkerException'),
   invalidGrantToken: make('InvalidGrantTokenException'),
   limitExceeded: make('LimitExceededException'),
@@ -44,6 +46,11 @@ export const Errors = {
   accessDenied: make('AccessDeniedException'),
   dryRun: make('DryRunOperationException'),
   throttling: make('ThrottlingException'),
+  // Key lifecycle: rotation, import (issue #4)
+  conflict: make('ConflictException'),
+  incorrectKeyMaterial: make('IncorrectKeyMaterialException'),
+  expiredImportToken: make('ExpiredImportTokenException'),
+  invalidImportToken: make('InvalidImportTokenException'),
   // Authentication (SigV4)
   unrecognizedClient: make('UnrecognizedClientException'),
   invalidSignature: make('InvalidSignatureException'),

@@ -4,6 +4,12 @@ import { isKmsError } from './errors.js';
 import { createLogger } from './log.js';
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'credentials') {
+    const { runCredentialsCli } = await import('./cli/credentials.js');
+    const io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) };
+    process.exitCode = await runCredentialsCli(process.argv.slice(3), process.env, io);
+    return;
+  }
   let config;
   try {
     config = loadConfig();

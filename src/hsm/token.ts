@@ -1,7 +1,13 @@
+import { createDecipheriv, createHash, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { Errors, KmsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Secret } from '../secret.js';
+import {
+  CURVES, ecdsaDerToRaw, ecdsaRawToDer, ecSpki, hmacMechanism, keyGenMechanism, mechanismsFor, oaepDecode,
+  oaepMechanism, pairKeyType, pairShape, rsaSpki, signMechanism, unwrapEcPoint,
+  type Capability, type HashName, type KeyKind, type PairUsage, type SignScheme,
+} from './asymmetric.js';
 import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
 import { loadModule, reinitializeModule, type LoadedModule } from './module.js';
 import { SessionPool, type Pooled } from './session-pool.js';
@@ -104,6 +110,7 @@ export class Token {
     if (slots.length > 1) throw Errors.internal(`More than one token is labelled '${this.opts.tokenLabel}'; labels must be unique`);
     const slot = slots[0] as Handle;
     const mechanisms = new Set(this.p.C_GetMechanismList(slot));
+    this.mechanismSet = mechanisms;
     for (const [name, m] of REQUIRED_MECHANISMS) {
       if (!mechanisms.has(m)) throw Errors.unsupported(`Token '${this.opts.tokenLabel}' does not support ${name}`);
     }
@@ -320,6 +327,7 @@ export class Token {
   destroy(id: Buffer): Promise<number> {
     return this.run((s) => {
       this.handles.delete(id.toString('hex'));
+      this.forgetObjects(id);
       const found = this.find(s, [{ type: pkcs11js.CKA_ID, value: id }]);
       for (const h of found) this.p.C_DestroyObject(s, h);
       return found.length;
@@ -355,4 +363,596 @@ export class Token {
     this.pool.close();
     this.dropLoginSession();
   }
+
+  // -------------------------------------------------------------------------------------------
+  // Asymmetric and HMAC keys. Both halves of a key pair carry the key version's CKA_ID and label;
+  // they are told apart by CKA_CLASS. Private and secret parts are sensitive and non-extractable.
+
+  /** The token's mechanism list, read when the slot is found. */
+  private mechanismSet: Set<number> | undefined;
+  /** DER SubjectPublicKeyInfo by CKA_ID (public data; object ids are never reused). */
+  private readonly publicKeys = new Map<string, Buffer>();
+  /** Hashes for which the module refused CKM_RSA_PKCS_OAEP's parameters (SoftHSM2: all but SHA-1). */
+  private readonly rawOaepHashes = new Set<HashName>();
+
+  /** Names of the mechanisms a capability needs and the token does not list (empty: supported). */
+  missingMechanisms(c: Capability): string[] {
+    const have = this.mechanismSet ?? new Set<number>();
+    return mechanismsFor(c)
+      .filter((alternatives) => !alternatives.some(([, m]) => have.has(m)))
+      .map((alternatives) => alternatives.map(([name]) => name).join(' or '));
+  }
+
+  private forgetObjects(id: Buffer): void {
+    const hex = id.toString('hex');
+    for (const k of this.handles.keys()) if (k.startsWith(`${hex}/`)) this.handles.delete(k);
+    this.publicKeys.delete(hex);
+  }
+
+  /** The token object with this CKA_ID and class, cached like handleFor(). */
+  private objectFor(session: Handle, id: Buffer, cls: number): Handle {
+    const cacheKey = `${id.toString('hex')}/${cls}`;
+    const cached = this.handles.get(cacheKey);
+    if (cached) return cached;
+    const handle = this.find(session, [
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_CLASS, value: cls },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+    ])[0];
+    if (!handle) throw Errors.keyUnavailable('The key material for this KMS key is not present in the key store.');
+    this.handles.set(cacheKey, handle);
+    return handle;
+  }
+
+  private protectedObject(id: Buffer, label: string): pkcs11js.Template {
+    const t: pkcs11js.Template = [
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+    ];
+    if (this.opts.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+    return t;
+  }
+
+  private keyGenFailed(e: unknown, kind: KeyKind): never {
+    const code = ckrOf(e);
+    const refused = [
+      0x140 /* CKR_CURVE_NOT_SUPPORTED */, pkcs11js.CKR_DOMAIN_PARAMS_INVALID, pkcs11js.CKR_KEY_SIZE_RANGE,
+      pkcs11js.CKR_MECHANISM_INVALID, pkcs11js.CKR_MECHANISM_PARAM_INVALID,
+    ];
+    if (code !== undefined && refused.includes(code)) {
+      const what = kind.type === 'rsa' ? `${kind.bits}-bit RSA keys` : kind.type === 'ec' ? `the EC curve ${kind.curve}` : 'HMAC keys';
+      throw Errors.unsupported(`Token '${this.opts.tokenLabel}' cannot generate ${what} (${ckrName(code)}).`);
+    }
+    throw e;
+  }
+
+  /**
+   * Generates a key pair inside the token: the private half sensitive, non-extractable and
+   * allowed exactly one usage; the public half readable (it is published by GetPublicKey).
+   */
+  async generateKeyPair(id: Buffer, label: string, kind: KeyKind, usage: PairUsage): Promise<void> {
+    const publicTemplate: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+      ...pairShape(kind),
+      ...this.protectedObject(id, label),
+      { type: pkcs11js.CKA_VERIFY, value: usage === 'sign' },
+      { type: pkcs11js.CKA_ENCRYPT, value: usage === 'decrypt' },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
+    const privateTemplate: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pairKeyType(kind) },
+      ...this.protectedObject(id, label),
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: usage === 'sign' },
+      { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: usage === 'decrypt' },
+      { type: pkcs11js.CKA_DERIVE, value: usage === 'derive' },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+    ];
+    await this.run(async (s) => {
+      let pair: pkcs11js.KeyPair;
+      try {
+        pair = await this.p.C_GenerateKeyPairAsync(s, keyGenMechanism(kind), publicTemplate, privateTemplate);
+      } catch (e) {
+        this.keyGenFailed(e, kind);
+      }
+      const hex = id.toString('hex');
+      this.handles.set(`${hex}/${pkcs11js.CKO_PRIVATE_KEY}`, pair.privateKey);
+      this.handles.set(`${hex}/${pkcs11js.CKO_PUBLIC_KEY}`, pair.publicKey);
+    });
+  }
+
+  /** Generates a non-extractable generic secret of `bytes` bytes for HMAC (sign/verify only). */
+  async generateHmacKey(id: Buffer, label: string, bytes: number): Promise<void> {
+    const template: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
+      ...this.protectedObject(id, label),
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
+    await this.run(async (s) => {
+      const h = await this.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, template);
+      this.handles.set(`${id.toString('hex')}/${pkcs11js.CKO_SECRET_KEY}`, h);
+    });
+  }
+
+  /** Signs a digest with the private half; ECDSA signatures come back DER-encoded. */
+  sign(id: Buffer, scheme: SignScheme, hash: HashName, digest: Buffer): Promise<Buffer> {
+    const { mech, input } = signMechanism(scheme, hash, digest);
+    return this.run(async (s) => {
+      this.p.C_SignInit(s, mech, this.objectFor(s, id, pkcs11js.CKO_PRIVATE_KEY));
+      const signature = await this.p.C_SignAsync(s, input, Buffer.alloc(1024));
+      return scheme === 'ecdsa' ? ecdsaRawToDer(signature) : signature;
+    });
+  }
+
+  /** Verifies with the public half inside the token; false for any signature that does not verify. */
+  verify(id: Buffer, kind: KeyKind, scheme: SignScheme, hash: HashName, digest: Buffer, signature: Buffer): Promise<boolean> {
+    const { mech, input } = signMechanism(scheme, hash, digest);
+    let sig: Buffer | undefined = signature;
+    if (scheme === 'ecdsa') sig = kind.type === 'ec' ? ecdsaDerToRaw(signature, CURVES[kind.curve].bytes) : undefined;
+    if (!sig) return Promise.resolve(false);
+    const raw = sig;
+    return this.run(async (s) => {
+      this.p.C_VerifyInit(s, mech, this.objectFor(s, id, pkcs11js.CKO_PUBLIC_KEY));
+      return this.verdict(() => this.p.C_VerifyAsync(s, input, raw));
+    });
+  }
+
+  /** CKR_SIGNATURE_INVALID and CKR_SIGNATURE_LEN_RANGE are answers, not failures. */
+  private async verdict(verify: () => Promise<boolean>): Promise<boolean> {
+    try {
+      return await verify();
+    } catch (e) {
+      const code = ckrOf(e);
+      if (code === pkcs11js.CKR_SIGNATURE_INVALID || code === pkcs11js.CKR_SIGNATURE_LEN_RANGE) return false;
+      throw e;
+    }
+  }
+
+  /** HMAC inside the token. */
+  mac(id: Buffer, hash: HashName, message: Buffer): Promise<Buffer> {
+    return this.run((s) => {
+      this.p.C_SignInit(s, hmacMechanism(hash), this.objectFor(s, id, pkcs11js.CKO_SECRET_KEY));
+      return this.p.C_SignAsync(s, message, Buffer.alloc(64));
+    });
+  }
+
+  /** HMAC verification inside the token (the module compares); false when the MAC differs. */
+  verifyMac(id: Buffer, hash: HashName, message: Buffer, mac: Buffer): Promise<boolean> {
+    return this.run((s) => {
+      this.p.C_VerifyInit(s, hmacMechanism(hash), this.objectFor(s, id, pkcs11js.CKO_SECRET_KEY));
+      return this.verdict(() => this.p.C_VerifyAsync(s, message, mac));
+    });
+  }
+
+  /**
+   * RSAES-OAEP decryption with the private half. Uses CKM_RSA_PKCS_OAEP when the module takes
+   * the hash; when it refuses the parameters (SoftHSM2 2.6 only does SHA-1), the token does the
+   * raw RSA operation (CKM_RSA_X_509) and the padding is removed here. Throws
+   * AuthenticationFailed for any ciphertext that does not decrypt.
+   */
+  decryptOaep(id: Buffer, hash: HashName, ciphertext: Buffer): Promise<Buffer> {
+    const k = ciphertext.length;
+    const failed = (e: unknown): never => {
+      if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new AuthenticationFailed();
+      throw e;
+    };
+    return this.run(async (s) => {
+      const key = this.objectFor(s, id, pkcs11js.CKO_PRIVATE_KEY);
+      const native = this.mechanismSet?.has(pkcs11js.CKM_RSA_PKCS_OAEP) ?? false;
+      if (native && !this.rawOaepHashes.has(hash)) {
+        let initialized = false;
+        try {
+          this.p.C_DecryptInit(s, oaepMechanism(hash), key);
+          initialized = true;
+        } catch (e) {
+          const code = ckrOf(e);
+          if (code !== pkcs11js.CKR_ARGUMENTS_BAD && code !== pkcs11js.CKR_MECHANISM_PARAM_INVALID) throw e;
+          this.rawOaepHashes.add(hash);
+          this.log.info({ token: this.opts.tokenLabel, hash }, 'module refuses this OAEP hash; using raw RSA and OAEP decoding');
+        }
+        if (initialized) return this.p.C_DecryptAsync(s, ciphertext, Buffer.alloc(k)).catch(failed);
+      }
+      this.p.C_DecryptInit(s, { mechanism: pkcs11js.CKM_RSA_X_509 }, key);
+      const out = await this.p.C_DecryptAsync(s, ciphertext, Buffer.alloc(k)).catch(failed);
+      const em = out.length === k ? out : Buffer.concat([Buffer.alloc(k - out.length), out]);
+      const plaintext = oaepDecode(hash, em, k);
+      out.fill(0);
+      em.fill(0);
+      if (!plaintext) throw new AuthenticationFailed();
+      return plaintext;
+    });
+  }
+
+  /** The public half as DER SubjectPublicKeyInfo. */
+  async publicKeyInfo(id: Buffer, kind: KeyKind): Promise<Buffer> {
+    const hex = id.toString('hex');
+    const cached = this.publicKeys.get(hex);
+    if (cached) return cached;
+    const spki = await this.run((s) => {
+      const h = this.objectFor(s, id, pkcs11js.CKO_PUBLIC_KEY);
+      if (kind.type === 'rsa') {
+        const [n, e] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
+        return rsaSpki(n?.value as Buffer, e?.value as Buffer);
+      }
+      if (kind.type !== 'ec') throw Errors.unsupported('This key has no public key.');
+      const [point] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_EC_POINT }]);
+      return ecSpki(kind.curve, unwrapEcPoint(point?.value as Buffer, kind.curve));
+    });
+    this.publicKeys.set(hex, spki);
+    return spki;
+  }
+
+  /**
+   * ECDH (CKM_ECDH1_DERIVE, no KDF) with the private half and a peer's uncompressed point. The
+   * raw shared secret is what AWS returns, so it is derived as a short-lived session object that
+   * may be read, read once, and destroyed.
+   */
+  deriveEcdh(id: Buffer, curve: keyof typeof CURVES, peerPoint: Buffer): Promise<Buffer> {
+    return this.run(async (s) => {
+      const secret = await this.p.C_DeriveKeyAsync(
+        s,
+        {
+          mechanism: pkcs11js.CKM_ECDH1_DERIVE,
+          parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint } as pkcs11js.ECDH1,
+        },
+        this.objectFor(s, id, pkcs11js.CKO_PRIVATE_KEY),
+        [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+          { type: pkcs11js.CKA_VALUE_LEN, value: CURVES[curve].bytes },
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_PRIVATE, value: true },
+          { type: pkcs11js.CKA_SENSITIVE, value: false },
+          { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+        ],
+      );
+      try {
+        const [value] = this.p.C_GetAttributeValue(s, secret, [{ type: pkcs11js.CKA_VALUE }]);
+        return Buffer.from(value?.value as Buffer);
+      } finally {
+        this.p.C_DestroyObject(s, secret);
+      }
+    });
+  }
+
+  /**
+   * A data key pair for GenerateDataKeyPair: generated by the token as session objects (gone
+   * when the session closes), the private half extractable only by wrapping. It is wrapped
+   * (CKM_AES_KEY_WRAP_PAD, RFC 5649) under a one-time AES-256 key made from the token's RNG,
+   * unwrapped here, and returned as PKCS#8 DER with the public half as SubjectPublicKeyInfo.
+   * Every object is destroyed before this returns; the caller zeroes the private key after use.
+   */
+  generateExportablePair(kind: KeyKind): Promise<{ privateKey: Buffer; publicKey: Buffer }> {
+    return this.run(async (s) => {
+      const kekValue = this.p.C_GenerateRandom(s, Buffer.alloc(32));
+      const created: Handle[] = [];
+      try {
+        const kek = this.p.C_CreateObject(s, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+          { type: pkcs11js.CKA_VALUE, value: kekValue },
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_PRIVATE, value: true },
+          { type: pkcs11js.CKA_WRAP, value: true },
+          { type: pkcs11js.CKA_ENCRYPT, value: false },
+          { type: pkcs11js.CKA_DECRYPT, value: false },
+        ]);
+        created.push(kek);
+        let pair: pkcs11js.KeyPair;
+        try {
+          pair = await this.p.C_GenerateKeyPairAsync(
+            s,
+            keyGenMechanism(kind),
+            [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }, ...pairShape(kind), { type: pkcs11js.CKA_TOKEN, value: false }],
+            [
+              { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+              { type: pkcs11js.CKA_KEY_TYPE, value: pairKeyType(kind) },
+              { type: pkcs11js.CKA_TOKEN, value: false },
+              { type: pkcs11js.CKA_PRIVATE, value: true },
+              { type: pkcs11js.CKA_SENSITIVE, value: true },
+              { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+              { type: pkcs11js.CKA_SIGN, value: false },
+              { type: pkcs11js.CKA_DECRYPT, value: false },
+              { type: pkcs11js.CKA_DERIVE, value: false },
+            ],
+          );
+        } catch (e) {
+          this.keyGenFailed(e, kind);
+        }
+        created.push(pair.privateKey, pair.publicKey);
+        const wrapped = await this.p.C_WrapKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, pair.privateKey, Buffer.alloc(8192));
+        const kwp = createDecipheriv('id-aes256-wrap-pad', kekValue, Buffer.from('a65959a6', 'hex'));
+        const pkcs8 = Buffer.concat([kwp.update(wrapped), kwp.final()]);
+        // Re-encoded in OpenSSL's canonical form (an EC key then carries its curve and public point).
+        const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+        pkcs8.fill(0);
+        return {
+          privateKey: key.export({ type: 'pkcs8', format: 'der' }),
+          publicKey: createPublicKey(key).export({ type: 'spki', format: 'der' }),
+        };
+      } finally {
+        kekValue.fill(0);
+        for (const h of created) {
+          try {
+            this.p.C_DestroyObject(s, h);
+          } catch {
+            /* a session object dies with its session anyway */
+          }
+        }
+      }
+    });
+  }
+
+  // ── Imported key material (issue #4) ──
+
+  private readonly oaepSupport = new Map<OaepHash, Promise<boolean>>();
+
+  /** Whether the token lists this mechanism in C_GetMechanismList (read when the slot is found). */
+  private hasMechanism(mechanism: number): boolean {
+    return this.mechanismSet?.has(mechanism) ?? false;
+  }
+
+  /**
+   * What this token lacks for importing key material wrapped this way (unwrapAesKey), by
+   * PKCS#11 name, or undefined when it has everything.
+   */
+  async missingForImport(wrapping: { hash: OaepHash; aesKeyWrap: boolean }): Promise<string | undefined> {
+    if (!this.hasMechanism(pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN)) return 'CKM_RSA_PKCS_KEY_PAIR_GEN';
+    if (!this.hasMechanism(pkcs11js.CKM_AES_ECB)) return 'CKM_AES_ECB (used for key-material check values)';
+    if (!(await this.supportsOaep(wrapping.hash))) {
+      const hash = wrapping.hash === 'sha1' ? 'SHA-1' : 'SHA-256';
+      return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}`;
+    }
+    if (wrapping.aesKeyWrap && !this.hasMechanism(pkcs11js.CKM_AES_KEY_WRAP_PAD)) {
+      return 'CKM_RSA_AES_KEY_WRAP or its parts (CKM_RSA_PKCS_OAEP and CKM_AES_KEY_WRAP_PAD)';
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether C_UnwrapKey with CKM_RSA_PKCS_OAEP and this hash (MGF1 with the same hash) works in
+   * this token. Listing CKM_RSA_PKCS_OAEP says nothing about its hashes (SoftHSM 2.6.1 accepts
+   * only SHA-1), so the first call probes a round trip with a throwaway session key pair.
+   */
+  private supportsOaep(hash: OaepHash): Promise<boolean> {
+    let known = this.oaepSupport.get(hash);
+    if (!known) {
+      known = this.probeOaep(hash);
+      this.oaepSupport.set(hash, known);
+      known.catch(() => this.oaepSupport.delete(hash));
+    }
+    return known;
+  }
+
+  private probeOaep(hash: OaepHash): Promise<boolean> {
+    if (!this.hasMechanism(pkcs11js.CKM_RSA_PKCS_OAEP) || !this.hasMechanism(pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN)) {
+      return Promise.resolve(false);
+    }
+    return this.run(async (s) => {
+      const pair = await this.p.C_GenerateKeyPairAsync(
+        s,
+        { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_MODULUS_BITS, value: 2048 },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          { type: pkcs11js.CKA_ENCRYPT, value: true },
+        ],
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_SENSITIVE, value: true },
+          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+          { type: pkcs11js.CKA_UNWRAP, value: true },
+        ],
+      );
+      const created: Handle[] = [pair.publicKey, pair.privateKey];
+      try {
+        const mech = oaepMechanism(hash);
+        this.p.C_EncryptInit(s, mech, pair.publicKey);
+        // A throwaway random value, not key material: it only proves the round trip.
+        const wrapped = await this.p.C_EncryptAsync(s, randomBytes(32), Buffer.alloc(512));
+        created.push(await this.p.C_UnwrapKeyAsync(s, mech, pair.privateKey, wrapped, this.sessionAesTemplate(false)));
+        return true;
+      } catch (e) {
+        if (isSessionLost(e) || isStaleHandle(e)) throw e;
+        return false;
+      } finally {
+        this.destroyQuietly(s, created);
+      }
+    });
+  }
+
+  /**
+   * Generates the RSA key pair for one import: the private key is a token object that can only
+   * unwrap (sensitive, non-extractable); the public key is a session object, read and destroyed.
+   * Returns the public key as DER SubjectPublicKeyInfo.
+   */
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
+    return this.run(async (s) => {
+      const privateTemplate: pkcs11js.Template = [
+        { type: pkcs11js.CKA_ID, value: id },
+        { type: pkcs11js.CKA_LABEL, value: label },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+        { type: pkcs11js.CKA_UNWRAP, value: true },
+        { type: pkcs11js.CKA_DECRYPT, value: false },
+        { type: pkcs11js.CKA_SIGN, value: false },
+        { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+        { type: pkcs11js.CKA_DERIVE, value: false },
+      ];
+      if (this.opts.modifiableFalse) privateTemplate.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+      const pair = await this.p.C_GenerateKeyPairAsync(
+        s,
+        { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_MODULUS_BITS, value: modulusBits },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          { type: pkcs11js.CKA_ENCRYPT, value: false },
+          { type: pkcs11js.CKA_WRAP, value: false },
+          { type: pkcs11js.CKA_VERIFY, value: false },
+        ],
+        privateTemplate,
+      );
+      try {
+        const [n, e] = this.p.C_GetAttributeValue(s, pair.publicKey, [
+          { type: pkcs11js.CKA_MODULUS },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT },
+        ]);
+        const jwk = { kty: 'RSA', n: (n?.value as Buffer).toString('base64url'), e: (e?.value as Buffer).toString('base64url') };
+        return createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' });
+      } catch (err) {
+        this.destroyQuietly(s, [pair.privateKey]);
+        throw err;
+      } finally {
+        this.destroyQuietly(s, [pair.publicKey]);
+      }
+    });
+  }
+
+  /**
+   * Unwraps imported AES-256 key material with the wrapping private key `wrappingKeyId`, inside
+   * the token: the material never exists in this process. With `target`, the result is a token
+   * object like generateAesKey's (sensitive, non-extractable, encrypt/decrypt only); without, a
+   * session object destroyed before returning (to recognise material before committing to it).
+   *
+   * RSA_AES_KEY_WRAP (`aesKeyWrap`) is done as its two halves, both in the token: CKM_RSA_PKCS_OAEP
+   * unwraps the first modulus-length bytes into an ephemeral AES session key (unwrap-only), and
+   * CKM_AES_KEY_WRAP_PAD (RFC 5649) unwraps the rest with it. That is what CKM_RSA_AES_KEY_WRAP does,
+   * and it works on tokens (SoftHSM 2.6.1) that do not offer that mechanism.
+   *
+   * Returns the material's check value: SHA-256 over a domain string and a fixed block encrypted
+   * with the key (CKM_AES_ECB) in the token. Equal material gives an equal check value; the value
+   * reveals nothing usable about the key (the block is not the zero block AES-GCM derives its
+   * hash key from, and only a digest of the output leaves this class).
+   *
+   * Throws UnwrapFailed when the blob does not unwrap, KeyMaterialRejected when the result is not
+   * usable AES-256 key material (wrong length where the token reports it, or unusable by AES).
+   */
+  unwrapAesKey(
+    wrappingKeyId: Buffer,
+    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    blob: Buffer,
+    target?: { id: Buffer; label: string },
+  ): Promise<Buffer> {
+    return this.run(async (s) => {
+      const rsa = this.handleFor(s, wrappingKeyId);
+      const template = target
+        ? this.secretKeyTemplate(target.id, target.label).filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN)
+        : this.sessionAesTemplate(true);
+      const ephemeral: Handle[] = [];
+      let key: Handle | undefined;
+      try {
+        const unwrap = async (mech: pkcs11js.Mechanism, withKey: Handle, data: Buffer, t: pkcs11js.Template) => {
+          try {
+            return await this.p.C_UnwrapKeyAsync(s, mech, withKey, data, t);
+          } catch (e) {
+            if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
+            throw e;
+          }
+        };
+        if (wrapping.aesKeyWrap) {
+          const kek = await unwrap(oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), [
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+            { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+            { type: pkcs11js.CKA_TOKEN, value: false },
+            { type: pkcs11js.CKA_SENSITIVE, value: true },
+            { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+            { type: pkcs11js.CKA_UNWRAP, value: true },
+            { type: pkcs11js.CKA_ENCRYPT, value: false },
+            { type: pkcs11js.CKA_DECRYPT, value: false },
+          ]);
+          ephemeral.push(kek);
+          key = await unwrap({ mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, blob.subarray(wrapping.modulusBytes), template);
+        } else {
+          key = await unwrap(oaepMechanism(wrapping.hash), rsa, blob, template);
+        }
+        const check = await this.checkValueOf(s, key);
+        if (target) this.handles.set(target.id.toString('hex'), key);
+        else ephemeral.push(key);
+        key = undefined;
+        return check;
+      } finally {
+        // A key that failed its checks is destroyed, token object or not.
+        this.destroyQuietly(s, key === undefined ? ephemeral : [...ephemeral, key]);
+      }
+    });
+  }
+
+  /** The check value of an AES key object (see unwrapAesKey). */
+  private async checkValueOf(s: Handle, key: Handle): Promise<Buffer> {
+    const [len] = this.p.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE_LEN }]);
+    const reported = len?.value instanceof Buffer && len.value.length > 0 ? readUlong(len.value) : 0;
+    // The standard says the token sets CKA_VALUE_LEN on an unwrapped key; SoftHSM 2.6.1 leaves it 0.
+    if (reported !== 0 && reported !== 32) throw new KeyMaterialRejected();
+    let block: Buffer;
+    try {
+      this.p.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_ECB }, key);
+      block = await this.p.C_EncryptAsync(s, CHECK_BLOCK, Buffer.alloc(16));
+    } catch (e) {
+      if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new KeyMaterialRejected();
+      throw e;
+    }
+    return createHash('sha256').update(CHECK_DOMAIN).update(block).digest();
+  }
+
+  /** An AES secret-key template for a session object (never stored in the token). */
+  private sessionAesTemplate(encrypt: boolean): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_TOKEN, value: false },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_ENCRYPT, value: encrypt },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+    ];
+  }
+
+  private destroyQuietly(s: Handle, handles: Handle[]): void {
+    for (const h of handles) {
+      try {
+        this.p.C_DestroyObject(s, h);
+      } catch {
+        /* a session object dies with its session anyway */
+      }
+    }
+  }
+}
+
+export type OaepHash = 'sha1' | 'sha256';
+
+/** Thrown when a wrapped key does not unwrap (wrong wrapping key, algorithm, or a damaged blob). */
+export class UnwrapFailed extends AuthenticationFailed {}
+/** Thrown when unwrapped material is not usable as the AES-256 key it should be. */
+export class KeyMaterialRejected extends AuthenticationFailed {}
+
+/** The block encrypted for check values: fixed, and deliberately not the all-zero block. */
+const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
+const CHECK_DOMAIN = 'p11kms:key-material-check:v1';
+
+
+/** A CK_ULONG attribute value in the platform's byte order and width. */
+function readUlong(b: Buffer): number {
+  if (b.length >= 8) return Number(b.readBigUInt64LE(0));
+  return b.readUInt32LE(0);
 }

@@ -1,9 +1,10 @@
 import { z } from 'zod';
-import { authorize } from '../authz/authorize.js';
+import { authorize, authorizeAlias } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
 import { aliasArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { resolveKey } from './key-ref.js';
+import { checkKeyState } from './key-states.js';
 import { KEY_ID, LIMIT, MARKER, str } from './validation.js';
 
 const ALIAS_NAME = str(1, 256, /^[a-zA-Z0-9:/_-]+$/);
@@ -19,10 +20,10 @@ function checkAliasName(name: string): void {
 }
 
 /** The target of an alias: a customer key of the caller's account, referenced by id or ARN. */
-function targetKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string) {
+function targetKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: 'CreateAlias' | 'UpdateAlias') {
   const key = resolveKey(deps, ctx, ref, false);
   authorize(ctx, action, key);
-  if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
+  checkKeyState(key, action);
   if (key.accountId !== ctx.principal.accountId) {
     throw Errors.accessDenied('An alias and its target key must be in the same account.');
   }
@@ -31,6 +32,7 @@ function targetKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: stri
 
 export const CreateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKeyId: KEY_ID }), (deps, ctx, input) => {
   checkAliasName(input.AliasName);
+  authorizeAlias(ctx, 'CreateAlias', aliasArn(deps.region, ctx.principal.accountId, input.AliasName));
   const key = targetKey(deps, ctx, input.TargetKeyId, 'CreateAlias');
   const accountId = ctx.principal.accountId;
   if (deps.store.getAlias(accountId, input.AliasName)) {
@@ -51,6 +53,7 @@ function existingAlias(deps: KmsDeps, ctx: RequestContext, name: string) {
 
 export const UpdateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKeyId: KEY_ID }), (deps, ctx, input) => {
   const alias = existingAlias(deps, ctx, input.AliasName);
+  authorizeAlias(ctx, 'UpdateAlias', aliasArn(deps.region, alias.accountId, alias.aliasName));
   const current = deps.store.getKey(alias.keyId);
   if (current) authorize(ctx, 'UpdateAlias', current);
   const key = targetKey(deps, ctx, input.TargetKeyId, 'UpdateAlias');
@@ -63,6 +66,7 @@ export const UpdateAlias = operation(z.object({ AliasName: ALIAS_NAME, TargetKey
 
 export const DeleteAlias = operation(z.object({ AliasName: ALIAS_NAME }), (deps, ctx, input) => {
   const alias = existingAlias(deps, ctx, input.AliasName);
+  authorizeAlias(ctx, 'DeleteAlias', aliasArn(deps.region, alias.accountId, alias.aliasName));
   const key = deps.store.getKey(alias.keyId);
   if (key) authorize(ctx, 'DeleteAlias', key);
   deps.store.deleteAlias(alias.accountId, alias.aliasName);
@@ -73,7 +77,8 @@ export const ListAliases = operation(
   z.object({ KeyId: KEY_ID.optional(), Limit: LIMIT, Marker: MARKER }),
   (deps, ctx, input) => {
     const key = input.KeyId === undefined ? undefined : resolveKey(deps, ctx, input.KeyId, false);
-    authorize(ctx, 'ListAliases');
+    // Identity policies only; naming another account's key is refused (ListAliases is not cross-account).
+    authorize(ctx, 'ListAliases', key && key.accountId !== ctx.principal.accountId ? key : undefined);
     const accountId = key?.accountId ?? ctx.principal.accountId;
     const page = deps.store.listAliases(accountId, input.Limit ?? 50, input.Marker, key?.keyId);
     return {

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { Authz } from '../authz/engine.js';
 import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
@@ -17,6 +18,12 @@ export interface RequestContext {
   requestId: string;
   sourceIp?: string | undefined;
   userAgent?: string | undefined;
+  /** The decoded request: authorization reads condition-key facts from it (encryption context, algorithms, grant tokens). */
+  input?: Readonly<Record<string, unknown>> | undefined;
+  /** The authorization engine for this request; without one, authorize() allows account roots only. */
+  authz?: Authz | undefined;
+  /** Whether the request came over TLS (aws:SecureTransport). */
+  secureTransport?: boolean | undefined;
 }
 
 /** What every operation can use. The core knows nothing of HTTP. */
@@ -26,6 +33,8 @@ export interface KmsDeps {
   clock: Clock;
   region: string;
   log: Logger;
+  /** Authorization engine (policies, grants); front doors put it on each RequestContext. */
+  authz?: Authz | undefined;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

@@ -8,7 +8,9 @@ import { encodeCiphertext, encodeHeader, IV_BYTES, parseCiphertext } from './cip
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { canonicalEncryptionContext } from './encryption-context.js';
 import { requireUsable, resolveKey } from './key-ref.js';
+import { isRsa } from './key-specs.js';
 import { materialOf } from './material.js';
+import { decryptWithPrivateKey, encryptWithPublicKey, refuseRsaReEncrypt } from './public-key-encryption.js';
 import {
   blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, str,
 } from './validation.js';
@@ -24,6 +26,9 @@ type EncryptionContext = Record<string, string> | undefined;
 function checkAlgorithm(key: KeyRecord, algorithm: string | undefined): void {
   if (key.keyUsage !== 'ENCRYPT_DECRYPT') {
     throw Errors.invalidKeyUsage(`${key.arn} key usage is ${key.keyUsage} which is not valid for this operation.`);
+  }
+  if (key.keySpec !== 'SYMMETRIC_DEFAULT') {
+    throw Errors.invalidKeyUsage(`Algorithm ${algorithm ?? 'SYMMETRIC_DEFAULT'} is incompatible with key spec ${key.keySpec}.`);
   }
   if (algorithm !== undefined && algorithm !== 'SYMMETRIC_DEFAULT') {
     throw Errors.invalidKeyUsage(`The encryption algorithm ${algorithm} is not supported by ${key.arn}.`);
@@ -41,7 +46,7 @@ function dryRun(dry: boolean | undefined): void {
 }
 
 /** Seals a plaintext under the key's current material. */
-async function seal(deps: KmsDeps, key: KeyRecord, plaintext: Buffer, ec: EncryptionContext) {
+export async function seal(deps: KmsDeps, key: KeyRecord, plaintext: Buffer, ec: EncryptionContext) {
   const material = materialOf(deps, key, key.currentVersion);
   if (!material) throw Errors.keyUnavailable(`The key material for ${key.arn} is unavailable.`);
   const header = encodeHeader(key.keyId, material.version);
@@ -102,7 +107,7 @@ async function open(
 }
 
 /** Resolves, authorizes and state-checks the key for an encrypting call, in that order. */
-function encryptingKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string, algorithm?: string) {
+export function encryptingKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string, algorithm?: string) {
   const key = resolveKey(deps, ctx, ref);
   authorize(ctx, action, key);
   checkAlgorithm(key, algorithm);
@@ -120,6 +125,8 @@ export const Encrypt = operation(
     DryRun: DRY_RUN,
   }),
   async (deps, ctx, input) => {
+    const target = resolveKey(deps, ctx, input.KeyId);
+    if (isRsa(target)) return encryptWithPublicKey(deps, ctx, target, input);
     const key = encryptingKey(deps, ctx, input.KeyId, 'Encrypt', input.EncryptionAlgorithm);
     dryRun(input.DryRun);
     const { blob: ciphertext } = await seal(deps, key, input.Plaintext, input.EncryptionContext);
@@ -140,6 +147,9 @@ export const Decrypt = operation(
   }),
   async (deps, ctx, input) => {
     refuseRecipient(input.Recipient);
+    // An RSA ciphertext does not name its key, so AWS needs KeyId to decrypt one.
+    const named = input.KeyId === undefined ? undefined : resolveKey(deps, ctx, input.KeyId);
+    if (named && isRsa(named)) return decryptWithPrivateKey(deps, ctx, named, input);
     const opened = await open(
       deps, ctx, input.CiphertextBlob, input.EncryptionContext, input.KeyId, input.EncryptionAlgorithm, 'Decrypt', input.DryRun,
     );
@@ -166,6 +176,7 @@ export const ReEncrypt = operation(
     DryRunModifiers: DRY_RUN_MODIFIERS,
   }),
   async (deps, ctx, input) => {
+    refuseRsaReEncrypt(deps, ctx, [input.DestinationKeyId, input.SourceKeyId]);
     // Authorize the destination before touching the token for the source.
     const destination = encryptingKey(deps, ctx, input.DestinationKeyId, 'ReEncryptTo', input.DestinationEncryptionAlgorithm);
     const source = await open(

@@ -1,5 +1,7 @@
 import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
+import { importedKeyMetadata } from './import.js';
+import { keyAlgorithms } from './key-specs.js';
 
 /** The KeyMetadata structure AWS returns from CreateKey and DescribeKey. */
 export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
@@ -18,8 +20,10 @@ export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
     KeyManager: key.keyManager,
     CustomerMasterKeySpec: key.keySpec,
     KeySpec: key.keySpec,
-    EncryptionAlgorithms: key.keyUsage === 'ENCRYPT_DECRYPT' ? ['SYMMETRIC_DEFAULT'] : undefined,
+    ...keyAlgorithms(deps, key),
     MultiRegion: false,
     CurrentKeyMaterialId: current?.state === 'active' ? current.materialId : undefined,
+    // Origin EXTERNAL: ExpirationModel, ValidTo, and the current material id even while it is not imported.
+    ...importedKeyMetadata(deps, key),
   };
 }

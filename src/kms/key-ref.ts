@@ -2,6 +2,7 @@ import { Errors } from '../errors.js';
 import type { KeyRecord } from '../store/types.js';
 import { aliasArn, keyArn, parseKmsArn, UUID } from './arn.js';
 import type { KmsDeps, RequestContext } from './context.js';
+import { checkKeyState } from './key-states.js';
 
 /**
  * Resolves a KeyId parameter: key id, key ARN, and (where the operation allows) alias name or
@@ -34,18 +35,7 @@ export function resolveKey(deps: KmsDeps, ctx: RequestContext, ref: string, allo
   return key;
 }
 
-/** Cryptographic use needs an Enabled key, with AWS's error for each other state. */
+/** Cryptographic use needs an Enabled key, with AWS's error for each other state (see key-states.ts). */
 export function requireUsable(key: KeyRecord): void {
-  switch (key.state) {
-    case 'Enabled':
-      return;
-    case 'Disabled':
-      throw Errors.disabled(`${key.arn} is disabled.`);
-    case 'PendingDeletion':
-      throw Errors.invalidState(`${key.arn} is pending deletion.`);
-    case 'PendingImport':
-      throw Errors.invalidState(`${key.arn} is pending import.`);
-    default:
-      throw Errors.invalidState(`${key.arn} is ${key.state}.`);
-  }
+  checkKeyState(key, 'Encrypt');
 }

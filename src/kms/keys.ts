@@ -5,9 +5,13 @@ import { Errors } from '../errors.js';
 import type { KeyRecord } from '../store/types.js';
 import { keyArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
+import { createExternalKey } from './import.js';
 import { keyMetadata } from './key-metadata.js';
+import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { resolveKey } from './key-ref.js';
+import { checkKeySpec } from './key-specs.js';
 import { materialize, newMaterial } from './material.js';
+import { checkLockout, validateKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
 
@@ -59,21 +63,19 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
     throw Errors.validation('You cannot specify KeySpec and CustomerMasterKeySpec in the same request.');
   }
   const keySpec = input.KeySpec ?? input.CustomerMasterKeySpec ?? 'SYMMETRIC_DEFAULT';
-  const keyUsage = input.KeyUsage ?? 'ENCRYPT_DECRYPT';
   const origin = input.Origin ?? 'AWS_KMS';
-  if (keySpec === 'SYMMETRIC_DEFAULT' && keyUsage !== 'ENCRYPT_DECRYPT') {
-    throw Errors.validation(`KeyUsage ${keyUsage} is not compatible with KeySpec SYMMETRIC_DEFAULT`);
-  }
-  if (keySpec !== 'SYMMETRIC_DEFAULT') {
-    throw Errors.unsupported(`KeySpec ${keySpec} is not supported by this key store.`);
-  }
-  if (origin !== 'AWS_KMS' || input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) {
+  // Usage must fit the spec (ValidationException); the token must have what it needs (UnsupportedOperationException).
+  const keyUsage = checkKeySpec(deps, keySpec, input.KeyUsage);
+  if ((origin !== 'AWS_KMS' && origin !== 'EXTERNAL') || input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) {
     throw Errors.unsupported(`Origin ${origin} and custom key stores are not supported by this key store.`);
+  }
+  if (origin === 'EXTERNAL' && keySpec !== 'SYMMETRIC_DEFAULT') {
+    throw Errors.unsupported(`Importing key material for KeySpec ${keySpec} is not supported by this key store.`);
   }
   if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
   const tags = input.Tags ?? [];
   checkTags(tags, 0);
-  if (input.Policy !== undefined) checkPolicyJson(input.Policy);
+  const policy = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
   authorize(ctx, 'CreateKey');
 
   const keyId = randomUUID();
@@ -94,6 +96,9 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
     policy: input.Policy ?? defaultKeyPolicy(accountId),
     currentVersion: 1,
   };
+  if (policy) checkLockout(ctx, key, policy, input.BypassPolicyLockoutSafetyCheck);
+  // Origin EXTERNAL: no material yet; the key waits in PendingImport for ImportKeyMaterial.
+  if (origin === 'EXTERNAL') return { KeyMetadata: keyMetadata(deps, createExternalKey(deps, key, tags)) };
   const material = newMaterial(keyId, 1, now);
   deps.store.createKeyPending(key, material, tags);
   try {
@@ -104,18 +109,6 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   }
   return { KeyMetadata: keyMetadata(deps, deps.store.getKey(keyId) as KeyRecord) };
 });
-
-function checkPolicyJson(policy: string): void {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(policy);
-  } catch {
-    throw Errors.malformedPolicy('The new key policy will not allow you to update the key policy in the future.');
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw Errors.malformedPolicy('Policy document must be a JSON object.');
-  }
-}
 
 export const DescribeKey = operation(z.object({ KeyId: KEY_ID, GrantTokens: GRANT_TOKENS }), (deps, ctx, input) => {
   const key = resolveKey(deps, ctx, input.KeyId);
@@ -134,10 +127,10 @@ export const ListKeys = operation(z.object({ Limit: LIMIT, Marker: MARKER }), (d
 });
 
 /** Resolves a key id/ARN (never an alias) for a management call that changes the key. */
-function managedKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string): KeyRecord {
+function managedKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: KeyStateAction): KeyRecord {
   const key = resolveKey(deps, ctx, ref, false);
   authorize(ctx, action, key);
-  if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
+  checkKeyState(key, action);
   return key;
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
 import { uuidToBytes } from './ciphertext.js';
 import type { KmsDeps } from './context.js';
+import { generateAsymmetricMaterial } from './key-specs.js';
 
 /** Every token object the daemon creates carries a label with this prefix. */
 export const LABEL_PREFIX = 'p11kms:';
@@ -32,7 +33,9 @@ export function newMaterial(keyId: string, version: number, now: number): KeyMat
  */
 export async function materialize(deps: KmsDeps, key: KeyRecord, m: KeyMaterialRecord, keyState?: KeyRecord['state']) {
   try {
-    await deps.token.generateAesKey(m.objectId, `${LABEL_PREFIX}${key.keyId}:v${m.version}`);
+    const label = `${LABEL_PREFIX}${key.keyId}:v${m.version}`;
+    if (key.keySpec === 'SYMMETRIC_DEFAULT') await deps.token.generateAesKey(m.objectId, label);
+    else await generateAsymmetricMaterial(deps, key, m.objectId, label);
   } catch (e) {
     deps.store.deleteMaterial(m.keyId, m.version);
     throw e;

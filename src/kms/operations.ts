@@ -3,8 +3,20 @@ import type { Operation } from './context.js';
 import {
   Decrypt, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom, ReEncrypt,
 } from './crypto.js';
+import { GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext } from './data-key-pairs.js';
+import { DeriveSharedSecret } from './key-agreement.js';
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
+import { GenerateMac, VerifyMac } from './mac.js';
+import { GetPublicKey } from './public-key.js';
+import { Sign, Verify } from './sign.js';
+import { CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant } from './grants.js';
+import { GetKeyPolicy, ListKeyPolicies, PutKeyPolicy } from './policies.js';
 import { ListResourceTags, TagResource, UntagResource } from './tags.js';
+import { CancelKeyDeletion, ScheduleKeyDeletion } from './deletion.js';
+import { DeleteImportedKeyMaterial, GetParametersForImport, ImportKeyMaterial } from './import.js';
+import {
+  DisableKeyRotation, EnableKeyRotation, GetKeyRotationStatus, ListKeyRotations, RotateKeyOnDemand,
+} from './rotation.js';
 
 /** Every operation the core serves, by its AWS name. Front doors dispatch through this table. */
 export const operations: Readonly<Record<string, Operation>> = {
@@ -12,4 +24,11 @@ export const operations: Readonly<Record<string, Operation>> = {
   Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
   CreateAlias, UpdateAlias, DeleteAlias, ListAliases,
   TagResource, UntagResource, ListResourceTags,
+  Sign, Verify, GetPublicKey, GenerateMac, VerifyMac, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
+  DeriveSharedSecret,
+  EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations,
+  ScheduleKeyDeletion, CancelKeyDeletion,
+  GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
+  PutKeyPolicy, GetKeyPolicy, ListKeyPolicies,
+  CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
 } as Record<string, Operation>;

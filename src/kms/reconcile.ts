@@ -6,7 +6,7 @@ export interface ReconcileReport {
   pendingRemoved: number;
   /** Keys that never finished CreateKey, removed with their rows. */
   keysRemoved: number;
-  /** Token objects with our label but no row, destroyed. */
+  /** Key-material versions (CKA_IDs) with token objects but no row, destroyed (a key pair counts once). */
   orphansDestroyed: number;
   /** Active rows whose token object is missing (reported; their keys answer KeyUnavailableException). */
   missingObjects: number;
@@ -34,11 +34,11 @@ export async function reconcile(deps: KmsDeps): Promise<ReconcileReport> {
   const present = new Set<string>();
   for (const obj of await deps.token.listObjects(LABEL_PREFIX)) {
     const id = obj.id.toString('hex');
-    present.add(id);
-    if (!known.has(id)) {
+    if (!known.has(id) && !present.has(id)) {
       await deps.token.destroy(obj.id);
       report.orphansDestroyed++;
     }
+    present.add(id);
   }
   for (const id of known) {
     if (!present.has(id)) report.missingObjects++;

@@ -4,6 +4,7 @@ import { Errors } from '../errors.js';
 import type { Tag } from '../store/types.js';
 import { operation } from './context.js';
 import { resolveKey } from './key-ref.js';
+import { checkKeyState } from './key-states.js';
 import { KEY_ID, LIMIT, list, MARKER, str, TAG } from './validation.js';
 
 /** AWS's per-key tag limit. */
@@ -28,7 +29,7 @@ export const TagResource = operation(
   (deps, ctx, input) => {
     const key = resolveKey(deps, ctx, input.KeyId, false);
     authorize(ctx, 'TagResource', key);
-    if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
+    checkKeyState(key, 'TagResource');
     const current = deps.store.getTags(key.keyId);
     checkTags(input.Tags, current.length, new Set(current.map((t) => t.TagKey)));
     deps.store.putTags(key.keyId, input.Tags);
@@ -41,7 +42,7 @@ export const UntagResource = operation(
   (deps, ctx, input) => {
     const key = resolveKey(deps, ctx, input.KeyId, false);
     authorize(ctx, 'UntagResource', key);
-    if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
+    checkKeyState(key, 'UntagResource');
     deps.store.removeTags(key.keyId, input.TagKeys);
     return {};
   },

@@ -10,7 +10,7 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Marker message for a value of the wrong JSON type: reported as SerializationException. */
 const WRONG_TYPE = '\u0000type';
 /** Request members whose values are never echoed in an error message. */
-const NEVER_ECHO = new Set(['Plaintext', 'CiphertextBlob', 'Policy']);
+const NEVER_ECHO = new Set(['Plaintext', 'CiphertextBlob', 'Policy', 'Message', 'Mac', 'Signature', 'PublicKey']);
 
 const lenMin = (n: number) => `Member must have length greater than or equal to ${n}`;
 const lenMax = (n: number) => `Member must have length less than or equal to ${n}`;
@@ -30,6 +30,13 @@ export function int(min: number, max: number) {
 }
 
 export const bool = () => z.boolean({ error: WRONG_TYPE });
+
+/** A timestamp on the wire (epoch seconds, as AWS JSON 1.1 sends it), a Date inside. */
+export const timestamp = () =>
+  z
+    .number({ error: WRONG_TYPE })
+    .refine((n) => Number.isFinite(n), { message: WRONG_TYPE })
+    .transform((n) => new Date(Math.round(n * 1000)));
 
 export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
   return z.string({ error: WRONG_TYPE }).refine((v): v is T[number] => (values as readonly string[]).includes(v), {

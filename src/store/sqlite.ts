@@ -1,5 +1,7 @@
 import Database from 'better-sqlite3';
 import { Errors } from '../errors.js';
+import { SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
+import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type {
   AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
 } from './types.js';
@@ -46,6 +48,34 @@ CREATE TABLE IF NOT EXISTS tags (
   tag_value TEXT NOT NULL,
   PRIMARY KEY (key_id, tag_key)
 );
+CREATE TABLE IF NOT EXISTS credentials (
+  access_key_id TEXT PRIMARY KEY,
+  principal_arn TEXT NOT NULL,
+  sealed_secret BLOB NOT NULL,
+  enabled INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  description TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_policies (
+  principal_arn TEXT NOT NULL,
+  policy_name TEXT NOT NULL,
+  document TEXT NOT NULL,
+  PRIMARY KEY (principal_arn, policy_name)
+);
+CREATE TABLE IF NOT EXISTS grants (
+  grant_id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+  name TEXT,
+  grantee_principal TEXT NOT NULL,
+  retiring_principal TEXT,
+  operations TEXT NOT NULL,
+  constraints TEXT,
+  issuing_account TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  token TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_by_key ON grants(key_id, grant_id);
+CREATE INDEX IF NOT EXISTS grants_by_retiring ON grants(retiring_principal, grant_id);
 `;
 
 interface KeyRow {
@@ -94,6 +124,7 @@ export class SqliteStore implements MetadataStore {
   private readonly keyCache = new Map<string, KeyRecord>();
   private readonly materialCache = new Map<string, KeyMaterialRecord>();
   private readonly stmt;
+  readonly lifecycle: LifecycleStore;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -129,6 +160,7 @@ export class SqliteStore implements MetadataStore {
         'INSERT INTO tags VALUES (?,?,?) ON CONFLICT(key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value'),
       removeTag: d.prepare('DELETE FROM tags WHERE key_id = ? AND tag_key = ?'),
     };
+    this.lifecycle = new SqliteLifecycleStore(d);
   }
 
   private tx<T>(fn: () => T): T {
@@ -196,6 +228,7 @@ export class SqliteStore implements MetadataStore {
   deleteKey(keyId: string): void {
     this.stmt.deleteKey.run(keyId);
     this.keyCache.delete(keyId);
+    this.grantCache.delete(keyId);
     for (const k of this.materialCache.keys()) if (k.startsWith(`${keyId}:`)) this.materialCache.delete(k);
   }
 
@@ -277,4 +310,163 @@ export class SqliteStore implements MetadataStore {
   close(): void {
     this.db.close();
   }
+
+  // ── Key lifecycle (issue #4) ──
+
+  transaction<T>(fn: () => T): T {
+    try {
+      return this.tx(fn);
+    } catch (e) {
+      // A rolled-back write may have refreshed a cache entry from uncommitted rows.
+      this.keyCache.clear();
+      this.materialCache.clear();
+      throw e;
+    }
+  }
+
+  createKey(key: KeyRecord, tags: Tag[]): void {
+    this.tx(() => {
+      this.stmt.insertKey.run({
+        key_id: key.keyId, arn: key.arn, account_id: key.accountId, region: key.region, created_at: key.createdAt,
+        description: key.description, key_usage: key.keyUsage, key_spec: key.keySpec, origin: key.origin,
+        key_manager: key.keyManager, state: key.state, policy: key.policy, current_version: key.currentVersion,
+        deletion_date: key.deletionDate ?? null,
+      });
+      for (const t of tags) this.stmt.putTag.run(key.keyId, t.TagKey, t.TagValue);
+    });
+    this.keyCache.delete(key.keyId);
+  }
+
+  addPendingMaterial(m: KeyMaterialRecord): void {
+    this.stmt.insertMaterial.run(m.keyId, m.version, m.materialId, m.objectId, m.state, m.createdAt);
+    this.materialCache.delete(`${m.keyId}:${m.version}`);
+  }
+
+  // ---- Authorization (issue #3): credentials, identity policies, grants ----
+
+  private readonly grantCache = new Map<string, readonly GrantRecord[]>();
+  private authzStmts?: ReturnType<SqliteStore['prepareAuthz']>;
+
+  private prepareAuthz() {
+    const d = this.db;
+    return {
+      listCredentials: d.prepare('SELECT * FROM credentials ORDER BY access_key_id'),
+      putCredential: d.prepare(`INSERT INTO credentials VALUES (@access_key_id,@principal_arn,@sealed_secret,@enabled,@created_at,
+        @description) ON CONFLICT(access_key_id) DO UPDATE SET principal_arn = excluded.principal_arn,
+        sealed_secret = excluded.sealed_secret, enabled = excluded.enabled, description = excluded.description`),
+      setCredentialEnabled: d.prepare('UPDATE credentials SET enabled = ? WHERE access_key_id = ?'),
+      deleteCredential: d.prepare('DELETE FROM credentials WHERE access_key_id = ?'),
+      listIdentityPolicies: d.prepare('SELECT * FROM identity_policies ORDER BY principal_arn, policy_name'),
+      putIdentityPolicy: d.prepare(`INSERT INTO identity_policies VALUES (?,?,?)
+        ON CONFLICT(principal_arn, policy_name) DO UPDATE SET document = excluded.document`),
+      deleteIdentityPolicy: d.prepare('DELETE FROM identity_policies WHERE principal_arn = ? AND policy_name = ?'),
+      grantsForKey: d.prepare('SELECT * FROM grants WHERE key_id = ? ORDER BY grant_id'),
+      getGrant: d.prepare('SELECT * FROM grants WHERE grant_id = ?'),
+      listGrants: d.prepare(`SELECT * FROM grants WHERE key_id = @key AND grant_id > @after
+        AND (@grant IS NULL OR grant_id = @grant) AND (@grantee IS NULL OR grantee_principal = @grantee)
+        ORDER BY grant_id LIMIT @limit`),
+      listRetirable: d.prepare(
+        'SELECT * FROM grants WHERE retiring_principal = ? AND grant_id > ? ORDER BY grant_id LIMIT ?'),
+      insertGrant: d.prepare(`INSERT INTO grants VALUES (@grant_id,@key_id,@name,@grantee_principal,@retiring_principal,
+        @operations,@constraints,@issuing_account,@created_at,@token)`),
+      deleteGrant: d.prepare('DELETE FROM grants WHERE grant_id = ?'),
+    };
+  }
+
+  private get a() {
+    return (this.authzStmts ??= this.prepareAuthz());
+  }
+
+  listCredentials(): CredentialRecord[] {
+    return (this.a.listCredentials.all() as CredentialRow[]).map((r) => ({
+      accessKeyId: r.access_key_id, principalArn: r.principal_arn, sealedSecret: r.sealed_secret,
+      enabled: r.enabled === 1, createdAt: r.created_at, description: r.description,
+    }));
+  }
+
+  putCredential(c: CredentialRecord): void {
+    this.a.putCredential.run({
+      access_key_id: c.accessKeyId, principal_arn: c.principalArn, sealed_secret: c.sealedSecret,
+      enabled: c.enabled ? 1 : 0, created_at: c.createdAt, description: c.description,
+    });
+  }
+
+  setCredentialEnabled(accessKeyId: string, enabled: boolean): void {
+    this.a.setCredentialEnabled.run(enabled ? 1 : 0, accessKeyId);
+  }
+
+  deleteCredential(accessKeyId: string): void {
+    this.a.deleteCredential.run(accessKeyId);
+  }
+
+  listIdentityPolicies(): IdentityPolicyRecord[] {
+    return (this.a.listIdentityPolicies.all() as { principal_arn: string; policy_name: string; document: string }[]).map(
+      (r) => ({ principalArn: r.principal_arn, policyName: r.policy_name, document: r.document }),
+    );
+  }
+
+  putIdentityPolicy(p: IdentityPolicyRecord): void {
+    this.a.putIdentityPolicy.run(p.principalArn, p.policyName, p.document);
+  }
+
+  deleteIdentityPolicy(principalArn: string, policyName: string): void {
+    this.a.deleteIdentityPolicy.run(principalArn, policyName);
+  }
+
+  grantsForKey(keyId: string): readonly GrantRecord[] {
+    let grants = this.grantCache.get(keyId);
+    if (!grants) {
+      grants = Object.freeze((this.a.grantsForKey.all(keyId) as GrantRow[]).map(toGrant));
+      this.grantCache.set(keyId, grants);
+    }
+    return grants;
+  }
+
+  getGrant(grantId: string): GrantRecord | undefined {
+    const row = this.a.getGrant.get(grantId) as GrantRow | undefined;
+    return row && toGrant(row);
+  }
+
+  listGrants(keyId: string, limit: number, marker?: string, filter: GrantFilter = {}): Page<GrantRecord> {
+    const rows = this.a.listGrants.all({
+      key: keyId, after: decodeMarker(marker) ?? '', grant: filter.grantId ?? null,
+      grantee: filter.granteePrincipal ?? null, limit: limit + 1,
+    }) as GrantRow[];
+    return this.page(rows.map(toGrant), limit, (g) => g.grantId);
+  }
+
+  listRetirableGrants(retiringPrincipal: string, limit: number, marker?: string): Page<GrantRecord> {
+    const rows = this.a.listRetirable.all(retiringPrincipal, decodeMarker(marker) ?? '', limit + 1) as GrantRow[];
+    return this.page(rows.map(toGrant), limit, (g) => g.grantId);
+  }
+
+  createGrant(g: GrantRecord): void {
+    this.a.insertGrant.run({
+      grant_id: g.grantId, key_id: g.keyId, name: g.name ?? null, grantee_principal: g.granteePrincipal,
+      retiring_principal: g.retiringPrincipal ?? null, operations: JSON.stringify(g.operations),
+      constraints: g.constraints ? JSON.stringify(g.constraints) : null, issuing_account: g.issuingAccount,
+      created_at: g.createdAt, token: g.token,
+    });
+    this.grantCache.delete(g.keyId);
+  }
+
+  deleteGrant(grantId: string): void {
+    const g = this.getGrant(grantId);
+    this.a.deleteGrant.run(grantId);
+    if (g) this.grantCache.delete(g.keyId);
+  }
 }
+
+interface CredentialRow {
+  access_key_id: string; principal_arn: string; sealed_secret: Buffer; enabled: number; created_at: number; description: string;
+}
+interface GrantRow {
+  grant_id: string; key_id: string; name: string | null; grantee_principal: string; retiring_principal: string | null;
+  operations: string; constraints: string | null; issuing_account: string; created_at: number; token: string;
+}
+const toGrant = (r: GrantRow): GrantRecord => ({
+  grantId: r.grant_id, keyId: r.key_id, name: r.name ?? undefined, granteePrincipal: r.grantee_principal,
+  retiringPrincipal: r.retiring_principal ?? undefined, operations: JSON.parse(r.operations) as string[],
+  constraints: r.constraints ? (JSON.parse(r.constraints) as GrantRecord['constraints']) : undefined,
+  issuingAccount: r.issuing_account, createdAt: r.created_at, token: r.token,
+});

@@ -1,3 +1,6 @@
+import type { LifecycleStore } from './lifecycle.js';
+import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
+
 /** Non-secret metadata. Key material never appears here: a version row names a token object by CKA_ID. */
 
 export type KeyState =
@@ -96,4 +99,29 @@ export interface MetadataStore {
   removeTags(keyId: string, tagKeys: string[]): void;
 
   close(): void;
+
+  // ── Key lifecycle (issue #4): rotation, deletion, imported key material ──
+  /** Rotation settings, material history and import tokens, in side tables (src/store/lifecycle.ts). */
+  readonly lifecycle: LifecycleStore;
+  /** Runs fn in one transaction (nested calls become savepoints); caches are dropped if it throws. */
+  transaction<T>(fn: () => T): T;
+  /** Writes a key row that has no key material yet (Origin EXTERNAL, state PendingImport). */
+  createKey(key: KeyRecord, tags: Tag[]): void;
+  /** Writes a 'pending' version row for a key that already exists (rotation, import). */
+  addPendingMaterial(material: KeyMaterialRecord): void;
+  // Authorization (issue #3): credentials, identity policies, grants.
+  listCredentials(): CredentialRecord[];
+  putCredential(c: CredentialRecord): void;
+  setCredentialEnabled(accessKeyId: string, enabled: boolean): void;
+  deleteCredential(accessKeyId: string): void;
+  listIdentityPolicies(): IdentityPolicyRecord[];
+  putIdentityPolicy(p: IdentityPolicyRecord): void;
+  deleteIdentityPolicy(principalArn: string, policyName: string): void;
+  /** Every grant on the key, cached in memory until a grant of the key changes. */
+  grantsForKey(keyId: string): readonly GrantRecord[];
+  getGrant(grantId: string): GrantRecord | undefined;
+  listGrants(keyId: string, limit: number, marker?: string, filter?: GrantFilter): Page<GrantRecord>;
+  listRetirableGrants(retiringPrincipal: string, limit: number, marker?: string): Page<GrantRecord>;
+  createGrant(g: GrantRecord): void;
+  deleteGrant(grantId: string): void;
 }

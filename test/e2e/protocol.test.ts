@@ -461,9 +461,9 @@ describe('protocol (default harness)', () => {
       const attempts: Array<[CreateKeyCommandInput, string]> = [
         [{ Tags: [{ TagKey: 'aws:reserved', TagValue: 'x' }] }, 'TagException'],
         [{ Policy: 'this is not json {' }, 'MalformedPolicyDocumentException'],
-        [{ KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT_DECRYPT' }, 'UnsupportedOperationException'],
+        [{ KeySpec: 'ML_DSA_65', KeyUsage: 'SIGN_VERIFY' }, 'UnsupportedOperationException'],
         [{ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'SIGN_VERIFY' }, 'ValidationException'],
-        [{ Origin: 'EXTERNAL' }, 'UnsupportedOperationException'],
+        [{ Origin: 'AWS_CLOUDHSM' }, 'UnsupportedOperationException'],
       ];
       for (const [input, name] of attempts) {
         await sdkFailure(h.kms.send(new CreateKeyCommand(input)), name);

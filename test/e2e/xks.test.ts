@@ -9,12 +9,13 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CreateAliasCommand, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand } from '@aws-sdk/client-kms';
+import {
+  CreateAliasCommand, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, PutKeyPolicyCommand, RotateKeyOnDemandCommand,
+} from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { XksConfig } from '../../src/api/xks/config.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from '../../src/api/xks/server.js';
 import { systemClock } from '../../src/clock.js';
-import { materialize, newMaterial } from '../../src/kms/material.js';
 import { silentLogger } from '../../src/log.js';
 import { Secret } from '../../src/secret.js';
 import { ACCOUNT, startHarness, type Harness } from '../helpers/daemon.js';
@@ -356,20 +357,9 @@ describe('XKS proxy over HTTPS (front door started on the harness\'s core)', () 
     });
   });
 
-  /**
-   * Adds key-material version n+1 and makes it current, the way CreateKey writes a version
-   * (newMaterial → pending row → materialize → active). The store has no public "add a version
-   * to an existing key" yet (rotation is issue #4's work), so the row is inserted with the
-   * store's own prepared statement.
-   */
+  /** On-demand rotation through the daemon's own KMS API (new key material, made current). */
   async function rotate(keyId: string): Promise<void> {
-    const deps = h.daemon.deps;
-    const key = deps.store.getKey(keyId)!;
-    const m = newMaterial(keyId, key.currentVersion + 1, Date.now());
-    const store = deps.store as unknown as { stmt: { insertMaterial: { run(...a: unknown[]): void } } };
-    store.stmt.insertMaterial.run(m.keyId, m.version, m.materialId, m.objectId, m.state, m.createdAt);
-    await materialize(deps, key, m);
-    deps.store.updateKey(keyId, { currentVersion: m.version });
+    await h.kms.send(new RotateKeyOnDemandCommand({ KeyId: keyId }));
   }
 
   describe('routing and authentication', () => {
@@ -499,6 +489,28 @@ describe('XKS proxy over HTTPS (front door started on the harness\'s core)', () 
       expectError(await enc(keyMeta('Encrypt', { awsPrincipalArn: 'AWS Internal' })), 403, 'AccessDeniedException');
       expectError(await enc(keyMeta('Decrypt', { awsPrincipalArn: root })), 403, 'AccessDeniedException');
       expectError(await enc(keyMeta('BulkEncrypt', { awsPrincipalArn: root })), 403, 'AccessDeniedException');
+    });
+
+    it('evaluates the daemon key\'s key policy for the awsPrincipalArn and the kmsOperation\'s action', async () => {
+      const alice = `arn:aws:iam::${ACCOUNT}:user/Alice`;
+      await h.kms.send(new PutKeyPolicyCommand({
+        KeyId: keys.foo,
+        Policy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            { Sid: 'root', Effect: 'Allow', Principal: { AWS: root }, Action: 'kms:*', Resource: '*' },
+            { Sid: 'xks', Effect: 'Allow', Principal: { AWS: alice }, Action: ['kms:GenerateDataKey', 'kms:DescribeKey'], Resource: '*' },
+          ],
+        }),
+      }));
+      expect((await enc(keyMeta('GenerateDataKey', { awsPrincipalArn: alice }))).status).toBe(200);
+      expectError(await enc(keyMeta('Encrypt', { awsPrincipalArn: alice })), 403, 'AccessDeniedException');
+      expect((await xksCall(t, `${A}/keys/foo/metadata`, { requestMetadata: keyMeta('DescribeKey', { awsPrincipalArn: alice }) })).status).toBe(200);
+      const sealed = (await enc(keyMeta('GenerateDataKey', { awsPrincipalArn: alice }))).json;
+      const dec = await xksCall(t, `${A}/keys/foo/decrypt`, {
+        requestMetadata: keyMeta('Decrypt', { awsPrincipalArn: alice }), encryptionAlgorithm: 'AES_GCM', ...sealedOf(sealed),
+      });
+      expectError(dec, 403, 'AccessDeniedException');
     });
 
     it('exempts GetHealthStatus', async () => {

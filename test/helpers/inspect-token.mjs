@@ -1,9 +1,10 @@
 // Opens a token from a separate process (as an attacker with the PIN would) and reports, for
-// every object whose label starts with p11kms:, its protection attributes and whether CKA_VALUE
-// can be read. Prints JSON. usage: node inspect-token.mjs MODULE LABEL PIN
+// every object whose label starts with p11kms:, its class, protection attributes, whether its
+// secret value can be read and whether it can be wrapped out. Public keys report whether their
+// public value is readable (it should be). Prints JSON. usage: node inspect-token.mjs MODULE LABEL PIN [LABEL_PREFIX]
 import pkcs11js from 'pkcs11js';
 
-const [module, label, pin] = process.argv.slice(2);
+const [module, label, pin, prefix = 'p11kms:'] = process.argv.slice(2);
 const p = new pkcs11js.PKCS11();
 p.load(module);
 p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
@@ -14,36 +15,64 @@ p.C_FindObjectsInit(s, []);
 const handles = p.C_FindObjects(s, 10000);
 p.C_FindObjectsFinal(s);
 const bool = (b) => b.length === 1 && b[0] === 1;
+const ulong = (b) => (b.length === 8 ? Number(b.readBigUInt64LE()) : b.readUInt32LE());
+const CLASSES = { [pkcs11js.CKO_SECRET_KEY]: 'secret', [pkcs11js.CKO_PRIVATE_KEY]: 'private', [pkcs11js.CKO_PUBLIC_KEY]: 'public' };
+const KEY_TYPES = {
+  [pkcs11js.CKK_AES]: 'AES', [pkcs11js.CKK_RSA]: 'RSA', [pkcs11js.CKK_EC]: 'EC', [pkcs11js.CKK_GENERIC_SECRET]: 'GENERIC_SECRET',
+};
+/** The attribute holding the secret (or, for a public key, the public value) of each kind of object. */
+function valueAttribute(cls, keyType) {
+  if (cls === 'public') return keyType === 'RSA' ? pkcs11js.CKA_MODULUS : pkcs11js.CKA_EC_POINT;
+  if (cls === 'private' && keyType === 'RSA') return pkcs11js.CKA_PRIVATE_EXPONENT;
+  return pkcs11js.CKA_VALUE;
+}
+const flag = (h, type) => {
+  try {
+    return bool(p.C_GetAttributeValue(s, h, [{ type }])[0].value);
+  } catch {
+    return null; // not an attribute of this class of object
+  }
+};
 const objects = [];
 for (const h of handles) {
-  const [lbl, id] = p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
+  const [lbl, id, clsAttr, keyTypeAttr] = p.C_GetAttributeValue(s, h, [
+    { type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_CLASS }, { type: pkcs11js.CKA_KEY_TYPE },
+  ]);
   const name = lbl.value.toString();
-  if (!name.startsWith('p11kms:')) continue;
-  const attrs = p.C_GetAttributeValue(s, h, [
-    { type: pkcs11js.CKA_TOKEN }, { type: pkcs11js.CKA_PRIVATE }, { type: pkcs11js.CKA_SENSITIVE },
-    { type: pkcs11js.CKA_EXTRACTABLE }, { type: pkcs11js.CKA_MODIFIABLE }, { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
-  ]).map((a) => bool(a.value));
+  if (!name.startsWith(prefix)) continue;
+  const cls = CLASSES[ulong(clsAttr.value)] ?? String(ulong(clsAttr.value));
+  const keyType = KEY_TYPES[ulong(keyTypeAttr.value)] ?? String(ulong(keyTypeAttr.value));
   let valueRead;
   try {
-    p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_VALUE }]);
+    p.C_GetAttributeValue(s, h, [{ type: valueAttribute(cls, keyType) }]);
     valueRead = 'READABLE';
   } catch (e) {
     valueRead = e.message;
   }
-  let wrapped;
-  try {
-    // A second route out of the token: wrapping under a key we control must fail too.
-    const kek = p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-      { type: pkcs11js.CKA_WRAP, value: true }, { type: pkcs11js.CKA_TOKEN, value: false },
-    ]);
-    p.C_WrapKey(s, { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, h, Buffer.alloc(1024));
-    wrapped = 'WRAPPED';
-  } catch (e) {
-    wrapped = e.message;
+  let wrapped = 'n/a';
+  if (cls !== 'public') {
+    try {
+      // A second route out of the token: wrapping under a key we control must fail too.
+      const kek = p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        { type: pkcs11js.CKA_WRAP, value: true }, { type: pkcs11js.CKA_TOKEN, value: false },
+      ]);
+      p.C_WrapKey(s, { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, h, Buffer.alloc(8192));
+      wrapped = 'WRAPPED';
+    } catch (e) {
+      wrapped = e.message;
+    }
   }
-  const [token, priv, sensitive, extractable, modifiable, neverExtractable] = attrs;
-  objects.push({ label: name, id: id.value.toString('hex'), token, priv, sensitive, extractable, modifiable, neverExtractable, valueRead, wrapped });
+  objects.push({
+    label: name, id: id.value.toString('hex'), cls, keyType,
+    token: flag(h, pkcs11js.CKA_TOKEN), priv: flag(h, pkcs11js.CKA_PRIVATE), sensitive: flag(h, pkcs11js.CKA_SENSITIVE),
+    extractable: flag(h, pkcs11js.CKA_EXTRACTABLE), modifiable: flag(h, pkcs11js.CKA_MODIFIABLE),
+    neverExtractable: flag(h, pkcs11js.CKA_NEVER_EXTRACTABLE),
+    sign: flag(h, pkcs11js.CKA_SIGN), verify: flag(h, pkcs11js.CKA_VERIFY), encrypt: flag(h, pkcs11js.CKA_ENCRYPT),
+    decrypt: flag(h, pkcs11js.CKA_DECRYPT), derive: flag(h, pkcs11js.CKA_DERIVE), wrap: flag(h, pkcs11js.CKA_WRAP),
+    unwrap: flag(h, pkcs11js.CKA_UNWRAP),
+    valueRead, wrapped,
+  });
 }
 p.C_Logout(s);
 p.C_Finalize();

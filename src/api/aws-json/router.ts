@@ -78,13 +78,15 @@ async function handle(
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     throw Errors.serialization('The request body must be a JSON object.');
   }
+  const input = parse(operation.schema, json);
   const ctx: RequestContext = {
     principal: credential.principal,
     requestId,
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
+    input: input as Readonly<Record<string, unknown>>,
+    authz: opts.deps.authz,
   };
-  const input = parse(operation.schema, json);
   return toWire(await operation.handler(opts.deps, ctx, input));
 }
 

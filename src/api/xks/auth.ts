@@ -1,4 +1,5 @@
 import { authorize } from '../../authz/authorize.js';
+import type { Authz } from '../../authz/engine.js';
 import type { Clock } from '../../clock.js';
 import type { Principal } from '../../kms/context.js';
 import type { KeyRecord } from '../../store/types.js';
@@ -104,14 +105,15 @@ export function principalFromArn(arn: string, accessKeyId: string): Principal | 
 }
 
 /**
- * Optional secondary authorization: the daemon's authorize() for the daemon key, with the AWS
- * principal and KMS operation from requestMetadata. GetHealthStatus never comes here.
+ * Optional secondary authorization: the daemon's authorize() for the daemon key (its key policy
+ * and grants, through the engine when the daemon has one), with the AWS principal and the KMS
+ * operation from requestMetadata. GetHealthStatus never comes here.
  */
 export function secondaryAuthorize(
   op: XksKeyOperation,
   meta: KeyRequestMetadata | { awsPrincipalArn: string; kmsOperation: string },
   key: KeyRecord,
-  ctx: { accessKeyId: string; requestId: string; sourceIp?: string | undefined },
+  ctx: { accessKeyId: string; requestId: string; sourceIp?: string | undefined; authz?: Authz | undefined; secureTransport: boolean },
 ): void {
   const action = ACTIONS[op][meta.kmsOperation];
   if (action === undefined) {
@@ -121,5 +123,9 @@ export function secondaryAuthorize(
   if (!principal) {
     throw new XksError('AccessDeniedException', `Principal ${meta.awsPrincipalArn.slice(0, 256)} is not authorized to use this key.`);
   }
-  authorize({ principal, requestId: ctx.requestId, sourceIp: ctx.sourceIp }, action, key);
+  authorize(
+    { principal, requestId: ctx.requestId, sourceIp: ctx.sourceIp, authz: ctx.authz, secureTransport: ctx.secureTransport, input: {} },
+    action,
+    key,
+  );
 }

@@ -224,7 +224,9 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
     };
     const authorizeKey = (op: XksKeyOperation, meta: RequestMetadata & { awsPrincipalArn: string }, key: KeyRecord) => {
       if (opts.config.secondaryAuthorization) {
-        secondaryAuthorize(op, meta, key, { accessKeyId, requestId, sourceIp: req.socket.remoteAddress });
+        secondaryAuthorize(op, meta, key, {
+          accessKeyId, requestId, sourceIp: req.socket.remoteAddress, authz: opts.deps.authz, secureTransport: !!opts.config.tls,
+        });
       }
     };
 

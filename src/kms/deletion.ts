@@ -1,0 +1,96 @@
+import { z } from 'zod';
+import { authorize } from '../authz/authorize.js';
+import { operation, type KmsDeps } from './context.js';
+import { IMPORT_LABEL_PREFIX, importedMaterialComplete } from './import.js';
+import { resolveKey } from './key-ref.js';
+import { withKeyLock } from './key-locks.js';
+import { checkKeyState } from './key-states.js';
+import { LABEL_PREFIX } from './material.js';
+import { DAY_MS } from './rotation.js';
+import { int, KEY_ID } from './validation.js';
+
+/**
+ * Scheduled key deletion. ScheduleKeyDeletion only marks the key PendingDeletion with a date;
+ * the scheduler (scheduler.ts) deletes it once the date has passed: every token object of the
+ * key first (all material versions, and wrapping keys of outstanding imports), then, in one
+ * transaction, the key row with everything that references it and a tombstone in key_deletions.
+ * A failure part-way leaves the key PendingDeletion and the next tick tries again (destroying
+ * an object that is already gone is a no-op).
+ */
+
+export const DEFAULT_PENDING_WINDOW_DAYS = 30;
+
+export const ScheduleKeyDeletion = operation(
+  z.object({ KeyId: KEY_ID, PendingWindowInDays: int(7, 30).optional() }),
+  (deps, ctx, input) => {
+    const key = resolveKey(deps, ctx, input.KeyId, false);
+    authorize(ctx, 'ScheduleKeyDeletion', key);
+    checkKeyState(key, 'ScheduleKeyDeletion');
+    const days = input.PendingWindowInDays ?? DEFAULT_PENDING_WINDOW_DAYS;
+    const deletionDate = deps.clock.now().getTime() + days * DAY_MS;
+    deps.store.updateKey(key.keyId, { state: 'PendingDeletion', deletionDate });
+    deps.log.info({ keyId: key.keyId, deletionDate: new Date(deletionDate).toISOString() }, 'key deletion scheduled');
+    return { KeyId: key.arn, DeletionDate: new Date(deletionDate), KeyState: 'PendingDeletion', PendingWindowInDays: days };
+  },
+);
+
+export const CancelKeyDeletion = operation(z.object({ KeyId: KEY_ID }), (deps, ctx, input) => {
+  const key = resolveKey(deps, ctx, input.KeyId, false);
+  authorize(ctx, 'CancelKeyDeletion', key);
+  checkKeyState(key, 'CancelKeyDeletion');
+  // AWS: a cancelled key is Disabled. A key whose imported material is missing cannot be, so
+  // it returns to PendingImport.
+  const state = key.origin === 'EXTERNAL' && !importedMaterialComplete(deps, key.keyId) ? 'PendingImport' : 'Disabled';
+  deps.store.updateKey(key.keyId, { state, deletionDate: undefined });
+  deps.log.info({ keyId: key.keyId, state }, 'key deletion cancelled');
+  return { KeyId: key.arn };
+});
+
+/**
+ * Deletes a key whose deletion date has passed. Returns false (doing nothing) when the key is
+ * no longer due: deleted already, or its deletion was cancelled.
+ */
+export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolean> {
+  return withKeyLock(deps.store, keyId, async () => {
+    const { store, token } = deps;
+    const key = store.getKey(keyId);
+    const now = deps.clock.now().getTime();
+    if (!key || key.state !== 'PendingDeletion' || key.deletionDate === undefined || key.deletionDate > now) return false;
+    // Every object of the key: the rows name them; the label scan also finds any the rows lost.
+    const ids = new Map<string, Buffer>();
+    for (const m of store.listMaterials(keyId)) ids.set(m.objectId.toString('hex'), m.objectId);
+    for (const t of store.lifecycle.listImportTokens(keyId)) ids.set(t.tokenId.toString('hex'), t.tokenId);
+    for (const prefix of [`${LABEL_PREFIX}${keyId}:`, `${IMPORT_LABEL_PREFIX}${keyId}`]) {
+      for (const o of await token.listObjects(prefix)) ids.set(o.id.toString('hex'), o.id);
+    }
+    let destroyed = 0;
+    for (const id of ids.values()) destroyed += await token.destroy(id);
+    store.transaction(() => {
+      // Aliases, tags, versions, rotation settings, material history and import tokens reference
+      // keys(key_id) ON DELETE CASCADE. Grants (issue #3) must do the same, or be removed here.
+      store.deleteKey(keyId);
+      store.lifecycle.recordDeletion({
+        keyId, arn: key.arn, accountId: key.accountId, origin: key.origin, scheduledFor: key.deletionDate as number,
+        deletedAt: now, objectsDestroyed: destroyed,
+      });
+    });
+    deps.log.info(
+      { event: 'KeyDeleted', keyId, arn: key.arn, objectsDestroyed: destroyed, scheduledFor: new Date(key.deletionDate as number).toISOString() },
+      'key deleted: token objects destroyed, aliases and metadata removed',
+    );
+    return true;
+  });
+}
+
+/** Deletes the keys whose deletion date has passed (scheduler.ts). Returns how many. */
+export async function runDueDeletions(deps: KmsDeps, now: number, limit: number): Promise<number> {
+  let deleted = 0;
+  for (const keyId of deps.store.lifecycle.dueDeletions(now, limit)) {
+    try {
+      if (await deleteKeyNow(deps, keyId)) deleted++;
+    } catch (e) {
+      deps.log.warn({ keyId, err: (e as Error).message }, 'scheduled key deletion failed; will retry');
+    }
+  }
+  return deleted;
+}
