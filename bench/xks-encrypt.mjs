@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
     http: { type: 'boolean', default: false },
     /** Fixed offered load (requests/s over all connections) instead of as fast as possible. */
     rate: { type: 'string' },
+    /** Directory for a V8 CPU profile of the daemon (node --cpu-prof). */
+    profile: { type: 'string' },
   },
 });
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -65,12 +67,15 @@ if (args.http) {
   env.P11KMS_XKS_TLS_KEY = join(dir, 'key.pem');
 }
 
-const daemon = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-const cleanup = () => {
+const nodeArgs = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${resolve(args.profile)}`] : [];
+const daemon = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/entry.cjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+let exited;
+const cleanup = async () => {
+  exited ??= new Promise((r) => daemon.once('exit', r));
   daemon.kill('SIGTERM');
+  await exited;
   rmSync(dir, { recursive: true, force: true });
 };
-process.on('exit', cleanup);
 
 const kms = new KMSClient({ endpoint: `http://127.0.0.1:${KMS_PORT}`, region: 'us-east-1', credentials: ADMIN, maxAttempts: 1 });
 for (let i = 0; ; i++) {
@@ -125,4 +130,5 @@ const summary = {
   timeouts: r.timeouts,
 };
 console.log(JSON.stringify(summary, null, 2));
+await cleanup();
 process.exit(summary.non2xx || summary.errors ? 1 : 0);
