@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
 import { Secret } from './secret.js';
 
 /**
@@ -50,6 +51,7 @@ const FileSchema = z
       .object({ accessKeyId: z.string().min(16).max(128).optional(), secretAccessKey: SecretSource.optional() })
       .strict()
       .prefault({}),
+    xks: xksFileSchema(SecretSource).optional(),
   })
   .strict();
 
@@ -65,6 +67,8 @@ export interface Config {
   schedulerIntervalMs: number;
   hsm: Omit<z.output<typeof HsmSchema>, 'pin' | '$comment'> & { pin: Secret };
   admin: { accessKeyId: string; secretAccessKey: Secret };
+  /** The XKS proxy listener (src/api/xks), when enabled. */
+  xks?: XksConfig | undefined;
 }
 
 /** AWS's documented example credentials: obviously not for production, fine for a dev box. */
@@ -146,5 +150,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       accessKeyId: env.P11KMS_ADMIN_ACCESS_KEY_ID || f.admin.accessKeyId || DEV_ADMIN_ACCESS_KEY_ID,
       secretAccessKey,
     },
+    xks: resolveXksConfig(f.xks, {
+      env,
+      cwd,
+      readSecret: (source, what) => readSecret(source, what, env),
+      fail: (message) => {
+        throw new ConfigError(message);
+      },
+    }),
   };
 }

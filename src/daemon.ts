@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { awsJsonRouter } from './api/aws-json/router.js';
+import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
 import { Authz } from './authz/engine.js';
@@ -29,14 +30,26 @@ export interface Daemon {
   /** Bound TCP port (useful when configured as 0). */
   port: number;
   socketPath: string;
+  /** The XKS proxy listener, when configured (config.xks). */
+  xks?: XksServer | undefined;
   stop(): Promise<void>;
+}
+
+export interface DaemonHooks {
+  /** Receives one record per XKS proxy request (requestMetadata included); the audit trail plugs in here. */
+  onXksAudit?: (event: XksAuditEvent) => void;
 }
 
 /**
  * Assembles and starts the daemon: token (login, session pool), metadata store, start-up
  * reconciliation, then the listeners on loopback TCP and a 0600 Unix socket.
  */
-export async function startDaemon(config: Config, log: Logger, clock: Clock = systemClock): Promise<Daemon> {
+export async function startDaemon(
+  config: Config,
+  log: Logger,
+  clock: Clock = systemClock,
+  hooks: DaemonHooks = {},
+): Promise<Daemon> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const token = Token.open(
     {
@@ -95,6 +108,17 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   const address = tcp.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ host: config.host, port, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
+  let xks: XksServer | undefined;
+  try {
+    xks = config.xks
+      ? await startXksServer({ deps, config: config.xks, accountId: config.accountId, clock, log, onAudit: hooks.onXksAudit })
+      : undefined;
+  } catch (e) {
+    await Promise.all([close(tcp), close(unix)]);
+    token.close();
+    store.close();
+    throw e;
+  }
   scheduler.start();
 
   let stopped: Promise<void> | undefined;
@@ -102,14 +126,14 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
     (stopped ??= (async () => {
       stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
-      await Promise.all([close(tcp), close(unix)]);
+      await Promise.all([close(tcp), close(unix), xks?.stop()]);
       await scheduler.stop();
       token.close();
       store.close();
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, reconciled, scheduler, port, socketPath: config.socketPath, stop };
+  return { deps, token, reconciled, scheduler, port, socketPath: config.socketPath, xks, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {
