@@ -34,6 +34,31 @@ const HsmSchema = z
   })
   .strict();
 
+/** Audit trail (issue 7): see README, "Audit trail". */
+const AuditSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    dir: z.string().min(1).optional(),
+    /** 'fsync': every event is on disk (fdatasync) before the response; 'write': handed to the OS before the response, fdatasync every fsyncIntervalMs. */
+    durability: z.enum(['fsync', 'write']).default('fsync'),
+    fsyncIntervalMs: z.number().int().min(10).max(60_000).default(1000),
+    /** When the trail cannot be written, refuse operations (5xx) instead of serving them unaudited. */
+    failClosed: z.boolean().default(true),
+    maxFileBytes: z.number().int().min(4096).default(64 * 1024 * 1024),
+    rotateIntervalMs: z.number().int().min(1000).default(24 * 3600 * 1000),
+    sealEveryEvents: z.number().int().min(1).default(10_000),
+    sealIntervalMs: z.number().int().min(100).default(5000),
+  })
+  .strict();
+
+const MetricsSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** When set, /metrics needs `Authorization: Bearer <token>`; otherwise it answers only on loopback and the Unix socket. */
+    bearerToken: SecretSource.optional(),
+  })
+  .strict();
+
 const FileSchema = z
   .object({
     $comment: z.string().optional(),
@@ -49,6 +74,8 @@ const FileSchema = z
       .object({ accessKeyId: z.string().min(16).max(128).optional(), secretAccessKey: SecretSource.optional() })
       .strict()
       .prefault({}),
+    audit: AuditSchema.prefault({}),
+    metrics: MetricsSchema.prefault({}),
   })
   .strict();
 
@@ -62,6 +89,8 @@ export interface Config {
   logLevel: string;
   hsm: Omit<z.output<typeof HsmSchema>, 'pin' | '$comment'> & { pin: Secret };
   admin: { accessKeyId: string; secretAccessKey: Secret };
+  audit: Omit<z.output<typeof AuditSchema>, 'dir'> & { dir: string };
+  metrics: { enabled: boolean; bearerToken?: Secret | undefined };
 }
 
 /** AWS's documented example credentials: obviously not for production, fine for a dev box. */
@@ -129,6 +158,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       ? readSecret(f.admin.secretAccessKey, 'Admin secret access key', env)
       : new Secret(DEV_ADMIN_SECRET_ACCESS_KEY);
   const socketPath = env.P11KMS_SOCKET || f.socketPath || join(dataDir, 'p11kms.sock');
+  const auditDir = env.P11KMS_AUDIT_DIR || f.audit.dir || join(dataDir, 'audit');
+  const durability = env.P11KMS_AUDIT_DURABILITY || f.audit.durability;
+  if (durability !== 'fsync' && durability !== 'write') throw new ConfigError('P11KMS_AUDIT_DURABILITY must be fsync or write');
+  const metricsToken = env.P11KMS_METRICS_BEARER_TOKEN
+    ? new Secret(env.P11KMS_METRICS_BEARER_TOKEN)
+    : f.metrics.bearerToken && readSecret(f.metrics.bearerToken, 'Metrics bearer token', env);
   return {
     dataDir,
     host: env.P11KMS_HOST || f.host || '127.0.0.1',
@@ -142,5 +177,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       accessKeyId: env.P11KMS_ADMIN_ACCESS_KEY_ID || f.admin.accessKeyId || DEV_ADMIN_ACCESS_KEY_ID,
       secretAccessKey,
     },
+    audit: {
+      ...f.audit,
+      enabled: boolFromEnv(env, 'P11KMS_AUDIT') ?? f.audit.enabled,
+      dir: isAbsolute(auditDir) ? auditDir : resolve(cwd, auditDir),
+      durability,
+      failClosed: boolFromEnv(env, 'P11KMS_AUDIT_FAIL_CLOSED') ?? f.audit.failClosed,
+    },
+    metrics: { enabled: boolFromEnv(env, 'P11KMS_METRICS') ?? f.metrics.enabled, bearerToken: metricsToken },
   };
+}
+
+function boolFromEnv(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(`${name} must be true or false`);
 }

@@ -4,6 +4,9 @@ import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import express from 'express';
 import { awsJsonRouter } from './api/aws-json/router.js';
+import { TokenSealer } from './audit/sealer.js';
+import { AuditTrail } from './audit/trail.js';
+import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
 import { systemClock, type Clock } from './clock.js';
@@ -14,11 +17,15 @@ import type { KmsDeps } from './kms/context.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
+import { metricsRouter } from './metrics/http.js';
+import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
 
 export interface Daemon {
   deps: KmsDeps;
   token: Token;
   reconciled: ReconcileReport;
+  /** The audit trail (undefined when disabled in the configuration). */
+  audit: AuditTrail | undefined;
   /** Bound TCP port (useful when configured as 0). */
   port: number;
   socketPath: string;
@@ -31,6 +38,8 @@ export interface Daemon {
  */
 export async function startDaemon(config: Config, log: Logger, clock: Clock = systemClock): Promise<Daemon> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // Set once the trail is open; the token reports reconnects to it.
+  let audit: Audit = disabledAudit;
   const token = Token.open(
     {
       module: config.hsm.module,
@@ -41,13 +50,34 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
       maxWaiters: config.hsm.maxWaiters,
       modifiableFalse: config.hsm.capabilities.modifiableFalse,
       moduleEnv: config.hsm.moduleEnv,
+      observe: config.metrics.enabled ? observeTokenCall : undefined,
+      onRecovered: (attempts) => {
+        audit
+          .record({ eventName: 'TokenReconnected', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { token: config.hsm.tokenLabel, attempts } })
+          .catch(() => undefined);
+      },
     },
     log,
   );
   const store = new SqliteStore(join(config.dataDir, 'metadata.sqlite'));
-  const deps: KmsDeps = { store, token, clock, region: config.region, log };
+  const trail = config.audit.enabled
+    ? await AuditTrail.open({
+        ...config.audit,
+        region: config.region,
+        accountId: config.accountId,
+        sealer: await TokenSealer.open(token, true),
+        clock,
+        log,
+      })
+    : undefined;
+  audit = trail ?? disabledAudit;
+  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit };
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
+  if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
+    await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
+  }
+  if (config.metrics.enabled) bindMetrics({ token, store, audit: trail && (() => trail.status()) });
 
   const credentials = new CredentialRegistry();
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
@@ -60,6 +90,7 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
     next();
   });
   app.use(healthRouter(token));
+  if (config.metrics.enabled) app.use(metricsRouter(config.metrics.bearerToken));
   app.use(awsJsonRouter({ deps, credentials, clock, region: config.region, log }));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });
@@ -80,12 +111,14 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
       stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix)]);
+      await trail?.close();
+      unbindMetrics();
       token.close();
       store.close();
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, reconciled, port, socketPath: config.socketPath, stop };
+  return { deps, token, reconciled, audit: trail, port, socketPath: config.socketPath, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {

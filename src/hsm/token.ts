@@ -19,6 +19,10 @@ export interface TokenOptions {
   /** Whether the module accepts CKA_MODIFIABLE=false on generated keys. */
   modifiableFalse: boolean;
   moduleEnv?: Record<string, string>;
+  /** Called after every token call with its mechanism, the time spent in the token and whether it succeeded (metrics). */
+  observe?: (mechanism: string, operation: string, seconds: number, ok: boolean) => void;
+  /** Called after a successful reconnect (audit trail). */
+  onRecovered?: (attempts: number) => void;
 }
 
 export type TokenState = 'ready' | 'recovering' | 'down' | 'closed';
@@ -132,14 +136,22 @@ export class Token {
    * Runs one operation on a pooled session. When the session, login or token was lost, the
    * token is recovered and the operation tried once more; a stale cached handle is looked up again.
    */
-  private async run<T>(op: (session: Handle) => Promise<T> | T): Promise<T> {
+  private async run<T>(op: (session: Handle) => Promise<T> | T, mechanism = 'none', operation = 'other'): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       if (this._state === 'closed') throw Errors.dependencyTimeout('The key store is shutting down.');
       if (this._state !== 'ready') await this.awaitRecovery();
       let pooled: Pooled<Handle> | undefined;
       try {
         pooled = await this.pool.acquire();
-        const result = await op(pooled.session);
+        const started = this.opts.observe ? process.hrtime.bigint() : undefined;
+        let ok = false;
+        let result: T;
+        try {
+          result = await op(pooled.session);
+          ok = true;
+        } finally {
+          if (started !== undefined) this.opts.observe?.(mechanism, operation, Number(process.hrtime.bigint() - started) / 1e9, ok);
+        }
         this.pool.release(pooled);
         return result;
       } catch (e) {
@@ -192,6 +204,7 @@ export class Token {
           this._state = 'ready';
           this._recoveries++;
           this.log.info({ token: this.opts.tokenLabel, attempt }, 'token recovered');
+          this.opts.onRecovered?.(attempt + 1);
           return;
         } catch (e) {
           this._state = 'down';
@@ -274,7 +287,7 @@ export class Token {
     await this.run(async (s) => {
       const h = await this.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, this.secretKeyTemplate(id, label));
       this.handles.set(id.toString('hex'), h);
-    });
+    }, 'CKM_AES_KEY_GEN', 'generate');
   }
 
   private gcm(iv: Buffer, aad: Buffer): pkcs11js.Mechanism {
@@ -295,7 +308,7 @@ export class Token {
     return this.run((s) => {
       this.p.C_EncryptInit(s, this.gcm(iv, aad), this.handleFor(s, id));
       return this.p.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
-    });
+    }, 'CKM_AES_GCM', 'encrypt');
   }
 
   /** Inverse of encryptGcm; throws AuthenticationFailed when the tag does not verify. */
@@ -308,12 +321,12 @@ export class Token {
         if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new AuthenticationFailed();
         throw e;
       }
-    });
+    }, 'CKM_AES_GCM', 'decrypt');
   }
 
   /** Random bytes from the token's RNG. */
   random(n: number): Promise<Buffer> {
-    return this.run((s) => this.p.C_GenerateRandom(s, Buffer.alloc(n)));
+    return this.run((s) => this.p.C_GenerateRandom(s, Buffer.alloc(n)), 'rng', 'random');
   }
 
   /** Destroys every object with this CKA_ID; returns how many there were. */
@@ -330,9 +343,12 @@ export class Token {
   listObjects(labelPrefix: string): Promise<TokenObjectInfo[]> {
     return this.run((s) =>
       this.find(s, [{ type: pkcs11js.CKA_TOKEN, value: true }]).flatMap((h) => {
-        const [id, label] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_LABEL }]);
+        // Label first: objects without CKA_ID (data objects, e.g. the audit chain head) must not fail the listing.
+        const [label] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
         const text = (label?.value as Buffer | undefined)?.toString('utf8') ?? '';
-        return text.startsWith(labelPrefix) ? [{ id: (id?.value as Buffer) ?? Buffer.alloc(0), label: text }] : [];
+        if (!text.startsWith(labelPrefix)) return [];
+        const [id] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_ID }]);
+        return [{ id: (id?.value as Buffer) ?? Buffer.alloc(0), label: text }];
       }),
     );
   }
@@ -354,5 +370,87 @@ export class Token {
     this._state = 'closed';
     this.pool.close();
     this.dropLoginSession();
+  }
+
+  // ---- Audit trail (issue 7): the seal key and the chain head live in the token too. ----
+
+  /** Whether a secret key object with this CKA_ID exists (used to find the audit seal key). */
+  hasKey(id: Buffer): Promise<boolean> {
+    return this.run((s) => {
+      try {
+        this.handleFor(s, id);
+        return true;
+      } catch (e) {
+        if (e instanceof KmsError) return false;
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Generates a non-extractable, sensitive 256-bit generic secret that can only compute and
+   * verify HMAC-SHA256 inside the token (the audit seal key).
+   */
+  async generateHmacKey(id: Buffer, label: string): Promise<void> {
+    const t: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
+    if (this.opts.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+    await this.run(async (s) => {
+      const h = await this.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, t);
+      this.handles.set(id.toString('hex'), h);
+    }, 'CKM_GENERIC_SECRET_KEY_GEN', 'generate');
+  }
+
+  /** HMAC-SHA256 computed inside the token with the key whose CKA_ID is `id`. */
+  hmacSha256(id: Buffer, data: Buffer): Promise<Buffer> {
+    return this.run((s) => {
+      this.p.C_SignInit(s, { mechanism: pkcs11js.CKM_SHA256_HMAC }, this.handleFor(s, id));
+      return this.p.C_SignAsync(s, data, Buffer.alloc(32));
+    }, 'CKM_SHA256_HMAC', 'sign');
+  }
+
+  /** The values of the token data objects (CKO_DATA) with this label: normally one (see writeDataObject). */
+  readDataObjects(label: string): Promise<Buffer[]> {
+    return this.run((s) =>
+      this.find(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+      ]).map((h) => (this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_VALUE }])[0]?.value as Buffer) ?? Buffer.alloc(0)),
+    'none', 'read-data');
+  }
+
+  /**
+   * Replaces the private token data object with this label (created first, then the old one
+   * destroyed, so a crash leaves the old or both, never neither). Not secret, but only a
+   * logged-in user can change it.
+   */
+  writeDataObject(label: string, value: Buffer): Promise<void> {
+    return this.run((s) => {
+      const template: pkcs11js.Template = [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+      ];
+      const old = this.find(s, template);
+      this.p.C_CreateObject(s, [...template, { type: pkcs11js.CKA_PRIVATE, value: true }, { type: pkcs11js.CKA_VALUE, value }]);
+      for (const h of old) this.p.C_DestroyObject(s, h);
+    }, 'none', 'write-data');
   }
 }

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { Audit } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
@@ -26,6 +27,8 @@ export interface KmsDeps {
   clock: Clock;
   region: string;
   log: Logger;
+  /** The audit trail: front doors record each call, background jobs each action (src/audit). */
+  audit: Audit;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

@@ -1,9 +1,9 @@
 // Opens a token from a separate process (as an attacker with the PIN would) and reports, for
-// every object whose label starts with p11kms:, its protection attributes and whether CKA_VALUE
-// can be read. Prints JSON. usage: node inspect-token.mjs MODULE LABEL PIN
+// every object whose label starts with p11kms: (or PREFIX), its protection attributes and whether CKA_VALUE
+// can be read. Prints JSON. usage: node inspect-token.mjs MODULE LABEL PIN [PREFIX]
 import pkcs11js from 'pkcs11js';
 
-const [module, label, pin] = process.argv.slice(2);
+const [module, label, pin, prefix = 'p11kms:'] = process.argv.slice(2);
 const p = new pkcs11js.PKCS11();
 p.load(module);
 p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
@@ -16,9 +16,11 @@ p.C_FindObjectsFinal(s);
 const bool = (b) => b.length === 1 && b[0] === 1;
 const objects = [];
 for (const h of handles) {
-  const [lbl, id] = p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
+  // Label first: data objects (the audit chain head) have no CKA_ID.
+  const [lbl] = p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
   const name = lbl.value.toString();
-  if (!name.startsWith('p11kms:')) continue;
+  if (!name.startsWith(prefix)) continue;
+  const [id] = p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_ID }]);
   const attrs = p.C_GetAttributeValue(s, h, [
     { type: pkcs11js.CKA_TOKEN }, { type: pkcs11js.CKA_PRIVATE }, { type: pkcs11js.CKA_SENSITIVE },
     { type: pkcs11js.CKA_EXTRACTABLE }, { type: pkcs11js.CKA_MODIFIABLE }, { type: pkcs11js.CKA_NEVER_EXTRACTABLE },

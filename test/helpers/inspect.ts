@@ -15,9 +15,9 @@ export interface InspectedObject {
   wrapped: string;
 }
 
-/** Every p11kms object in the token, as seen by another process logged in with the user PIN. */
-export function inspectToken(t: TempToken): InspectedObject[] {
-  const out = execFileSync(process.execPath, [resolve(import.meta.dirname, 'inspect-token.mjs'), SOFTHSM_MODULE, t.label, t.userPin], {
+/** Every p11kms object (label prefix 'p11kms:' unless given) in the token, as seen by another process logged in with the user PIN. */
+export function inspectToken(t: TempToken, labelPrefix = 'p11kms:'): InspectedObject[] {
+  const out = execFileSync(process.execPath, [resolve(import.meta.dirname, 'inspect-token.mjs'), SOFTHSM_MODULE, t.label, t.userPin, labelPrefix], {
     env: { ...process.env, SOFTHSM2_CONF: t.conf },
   });
   return JSON.parse(out.toString()) as InspectedObject[];

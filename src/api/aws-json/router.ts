@@ -7,6 +7,8 @@ import type { KmsDeps, RequestContext } from '../../kms/context.js';
 import { operations } from '../../kms/operations.js';
 import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
+import { awsCallEvent, type CallInfo } from '../../audit/aws-event.js';
+import { requestDuration, requestErrors, requests } from '../../metrics/metrics.js';
 import { SigV4Verifier } from './sigv4.js';
 import { toWire } from './wire.js';
 
@@ -40,12 +42,10 @@ export function awsJsonRouter(opts: AwsJsonOptions): express.Router {
     const started = process.hrtime.bigint();
     const target = req.headers['x-amz-target'];
     const opName = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
-    handle(opts, verifier, req, requestId, opName).then(
-      (out) => {
-        send(res, 200, out);
-        opts.log.debug({ requestId, op: opName, ms: elapsedMs(started) }, 'request');
-      },
-      (e: unknown) => sendError(opts.log, res, e, requestId, opName, started),
+    const call = callInfo(req, requestId, opName);
+    handle(opts, verifier, req, call).then(
+      (out) => answer(opts, res, call, started, out),
+      (e: unknown) => answer(opts, res, call, started, undefined, e),
     );
   });
   // Body-parser failures (oversized or unreadable bodies) become AWS-shaped errors too.
@@ -53,20 +53,33 @@ export function awsJsonRouter(opts: AwsJsonOptions): express.Router {
     const requestId = requestIdOf(res);
     const status = (err as { status?: number }).status;
     const e = status === 413 ? Errors.validation('Request body is too large.') : Errors.serialization('Could not read the request body.');
-    sendError(opts.log, res, e, requestId, '', process.hrtime.bigint());
+    const target = req.headers['x-amz-target'];
+    const opName = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
+    void answer(opts, res, callInfo(req, requestId, opName), process.hrtime.bigint(), undefined, e);
   });
   return router;
 }
 
-async function handle(
-  opts: AwsJsonOptions,
-  verifier: SigV4Verifier,
-  req: Request,
-  requestId: string,
-  opName: string,
-): Promise<unknown> {
+function callInfo(req: Request, requestId: string, opName: string): CallInfo {
+  const auth = req.headers.authorization;
+  return {
+    operation: opName,
+    known: Object.hasOwn(operations, opName),
+    requestId,
+    sourceIp: req.socket.remoteAddress,
+    userAgent: req.headers['user-agent'],
+    claimedAccessKeyId: typeof auth === 'string' ? /Credential=([^/,\s]+)/.exec(auth)?.[1] : undefined,
+  };
+}
+
+async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Request, call: CallInfo): Promise<object> {
+  // Fail-closed: refuse before any work while the audit trail cannot be written.
+  if (opts.deps.audit.failClosed && !(await opts.deps.audit.ready())) throw AUDIT_REFUSED();
+  const requestId = call.requestId;
+  const opName = call.operation;
   const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const credential = verifier.verify({ method: req.method, url: req.originalUrl, headers: req.headers, body }) as Credential;
+  call.principal = credential.principal;
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
   let json: unknown;
@@ -85,7 +98,47 @@ async function handle(
     userAgent: req.headers['user-agent'],
   };
   const input = parse(operation.schema, json);
-  return toWire(await operation.handler(opts.deps, ctx, input));
+  call.input = input as Record<string, unknown>;
+  return operation.handler(opts.deps, ctx, input);
+}
+
+const AUDIT_REFUSED = () =>
+  Errors.internal('The audit trail cannot be written, so the request was refused without being performed. Retry later.');
+
+/**
+ * Records the call's audit event, then answers. A result (ciphertext, plaintext, data key) is
+ * sent only after its event was written; in fail-closed mode a failed write turns the answer
+ * into a 500 and the result is wiped, never sent.
+ */
+async function answer(opts: AwsJsonOptions, res: Response, call: CallInfo, started: bigint, output?: object, failure?: unknown): Promise<void> {
+  let err: KmsError | undefined;
+  if (failure !== undefined) {
+    err = isKmsError(failure) ? failure : Errors.internal('An internal error occurred.');
+    logFailure(opts.log, failure, err, call, started);
+  }
+  try {
+    await opts.deps.audit.record(awsCallEvent(opts.deps, call, output as Record<string, unknown> | undefined, err));
+  } catch (e) {
+    opts.log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
+    if (opts.deps.audit.failClosed) {
+      wipe(output);
+      output = undefined;
+      err = AUDIT_REFUSED();
+    }
+  }
+  const op = call.known ? call.operation : 'unknown';
+  const outcome = !err ? 'success' : err.isFault ? 'server_error' : 'client_error';
+  requests.inc({ front_door: 'aws-json', operation: op, outcome });
+  if (err) requestErrors.inc({ front_door: 'aws-json', operation: op, code: err.code });
+  if (err) send(res, err.status, { __type: err.code, message: err.message });
+  else send(res, 200, toWire(output));
+  requestDuration.observe({ front_door: 'aws-json', operation: op }, elapsedMs(started) / 1000);
+  if (!err) opts.log.debug({ requestId: call.requestId, op: call.operation, ms: elapsedMs(started) }, 'request');
+}
+
+/** Zeroes plaintexts and data keys in a result that will not be sent. */
+function wipe(output: object | undefined): void {
+  for (const v of Object.values(output ?? {})) if (Buffer.isBuffer(v)) v.fill(0);
 }
 
 function send(res: Response, status: number, body: unknown): void {
@@ -94,12 +147,11 @@ function send(res: Response, status: number, body: unknown): void {
   res.end(text);
 }
 
-function sendError(log: Logger, res: Response, e: unknown, requestId: string, op: string, started: bigint): void {
-  const err: KmsError = isKmsError(e) ? e : Errors.internal('An internal error occurred.');
+function logFailure(log: Logger, e: unknown, err: KmsError, call: CallInfo, started: bigint): void {
+  const { requestId, operation: op } = call;
   if (!isKmsError(e)) log.error({ requestId, op, err: (e as Error)?.message, stack: (e as Error)?.stack }, 'unexpected failure');
   else if (err.isFault) log.warn({ requestId, op, error: err.code, message: err.message }, 'request failed');
   else log.debug({ requestId, op, error: err.code, ms: elapsedMs(started) }, 'request rejected');
-  send(res, err.status, { __type: err.code, message: err.message });
 }
 
 /** The id the app gave this response (every response has one), or a new one if mounted alone. */
