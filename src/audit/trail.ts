@@ -141,10 +141,10 @@ export class AuditTrail implements Audit {
       const base = { previousFile: tail.file, lastSeq: tail.seq, lastHash: tail.hash, validBytes: tail.validBytes };
       const anchorRef = anchor && { seq: anchor.seq, hash: anchor.hash, file: anchor.file };
       if (!anchor) recovery = { reason: 'no-anchor', ...base };
+      else if (tail.corrupt) recovery = { reason: 'corrupt-tail', ...base, anchor: anchorRef };
       else if (anchor.seq > tail.seq || (tail.anchorHash !== undefined && tail.anchorHash !== anchor.hash)) {
         recovery = { reason: 'anchor-mismatch', ...base, anchor: anchorRef };
-      } else if (tail.corrupt) recovery = { reason: 'corrupt-tail', ...base };
-      else if (!tail.final || tail.validBytes !== tail.totalBytes) recovery = { reason: 'unclean-shutdown', ...base };
+      } else if (!tail.final || tail.validBytes !== tail.totalBytes) recovery = { reason: 'unclean-shutdown', ...base };
     } else if (anchor) {
       trail.seq = anchor.seq;
       trail.prev = anchor.hash;

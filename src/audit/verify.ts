@@ -114,7 +114,8 @@ export async function verifyFiles(paths: string[], opts: VerifyOptions = {}): Pr
     const previous = files[i - 1];
     // A later file may say this one ended early (crash, write failure): verify only what it vouches for.
     const recoveryAfter = next?.start?.recovery?.previousFile === f.name ? next.start.recovery : undefined;
-    const cut = recoveryAfter?.validBytes;
+    // Benign endings (crash, failed write) are cut where the next file says; anything else is verified line by line.
+    const cut = recoveryAfter && BENIGN.has(recoveryAfter.reason) ? recoveryAfter.validBytes : undefined;
 
     if (!f.start) {
       error(f.name, 'the file does not begin with its start record: its beginning was removed or edited', 1);
@@ -131,7 +132,7 @@ export async function verifyFiles(paths: string[], opts: VerifyOptions = {}): Pr
           error(f.name, `the file follows ${f.start.previousFile ?? '(nothing)'}, not ${previous.name}: a file between them is missing`, 1, f.start.seq);
         } else if (!rec && (!lastFinal || lastFinal.file !== previous.name)) {
           error(previous.name, 'the file does not end with its final seal: records at its end were removed (truncated)', previous.lines.length);
-        } else if (!rec && lastFinal?.nextFile !== f.name) {
+        } else if (!rec && lastFinal?.nextFile !== undefined && lastFinal.nextFile !== f.name) {
           error(previous.name, `its final seal names ${lastFinal?.nextFile} as the next file, not ${f.name}`, previous.lines.length);
         }
       } else if (f.start.seq !== 1 || f.start.prev !== GENESIS) {
@@ -147,7 +148,7 @@ export async function verifyFiles(paths: string[], opts: VerifyOptions = {}): Pr
     for (const line of f.lines) {
       if (cut !== undefined && line.end > cut) {
         const ignored = f.lines.filter((l) => l.end > cut).length;
-        (BENIGN.has(recoveryAfter!.reason) ? warn : error)(
+        warn(
           f.name,
           `${ignored} line(s) from here on are not part of the chain (${next!.name} continues from seq ${recoveryAfter!.lastSeq}: ${RECOVERY_TEXT[recoveryAfter!.reason]})`,
           line.n,
@@ -214,6 +215,11 @@ export async function verifyFiles(paths: string[], opts: VerifyOptions = {}): Pr
       } else if (rec.eventType !== RECORD_START) {
         report.events++;
       }
+    }
+    if (recoveryAfter && !BENIGN.has(recoveryAfter.reason)) {
+      // The next file continues from where the daemon found the chain intact; so does the check.
+      expectedSeq = recoveryAfter.lastSeq + 1;
+      prevHash = recoveryAfter.lastHash;
     }
   }
 
