@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import express from 'express';
-import { awsJsonRouter } from './api/aws-json/router.js';
+import { awsJsonHandler } from './api/aws-json/router.js';
 import { TokenSealer } from './audit/sealer.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
@@ -91,14 +91,17 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   });
   app.use(healthRouter(token));
   if (config.metrics.enabled) app.use(metricsRouter(config.metrics.bearerToken));
-  app.use(awsJsonRouter({ deps, credentials, clock, region: config.region, log }));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });
   });
 
+  // The AWS API (POST /) is served before express; everything else goes to the app.
+  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log });
+  const serve = (req: IncomingMessage, res: ServerResponse) => aws(req, res, () => app(req, res));
+
   let stopping = false;
-  const tcp = drainable(createServer(app), () => stopping);
-  const unix = drainable(createServer(app), () => stopping);
+  const tcp = drainable(createServer(serve), () => stopping);
+  const unix = drainable(createServer(serve), () => stopping);
   await listen(tcp, () => tcp.listen(config.port, config.host));
   await listenOnSocket(unix, config.socketPath);
   const address = tcp.address();
