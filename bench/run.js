@@ -122,11 +122,11 @@ async function presign(port, target, bodies) {
   return out;
 }
 
-/** CPU time (user + system, ms) a process has used so far. */
-function cpuMs(pid) {
+/** CPU time (user + system, ms) a process has used so far; `sys` alone when asked. */
+function cpuMs(pid, sysOnly = false) {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks (USER_HZ = 100)
+    return ((sysOnly ? Number(f[12]) : Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks (USER_HZ = 100)
   } catch {
     return 0;
   }
@@ -135,6 +135,7 @@ function cpuMs(pid) {
 async function load(port, requests, seconds, pid) {
   const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections: CONNECTIONS, seconds, requests });
   const cpu0 = cpuMs(pid);
+  const sys0 = cpuMs(pid, true);
   let peak = 0;
   const timer = setInterval(() => {
     peak = Math.max(peak, rssMb(pid).rss);
@@ -142,7 +143,11 @@ async function load(port, requests, seconds, pid) {
   try {
     const r = await runNode([join(ROOT, 'bench/load.js')], { input: job });
     const cpu = cpuMs(pid) - cpu0;
-    return { ...r, peakRssMb: Math.max(peak, rssMb(pid).rss), cpuUsPerReq: (cpu * 1000) / Math.max(1, r.ok), daemonCores: cpu / 1000 / r.seconds };
+    const sys = cpuMs(pid, true) - sys0;
+    return {
+      ...r, peakRssMb: Math.max(peak, rssMb(pid).rss), cpuUsPerReq: (cpu * 1000) / Math.max(1, r.ok),
+      sysUsPerReq: (sys * 1000) / Math.max(1, r.ok), daemonCores: cpu / 1000 / r.seconds,
+    };
   } finally {
     clearInterval(timer);
   }
@@ -202,7 +207,7 @@ async function main() {
       if (WARMUP > 0) await load(daemon.port, await presign(daemon.port, op, bodies[op]), WARMUP, daemon.child.pid);
       const r = await load(daemon.port, await presign(daemon.port, op, bodies[op]), SECONDS, daemon.child.pid);
       if (r.non2xx || r.errors || r.timeouts) log(`${op}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
-      log(`${op}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (${r.daemonCores.toFixed(2)} cores)`);
+      log(`${op}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores)`);
       rows.push({ name: `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`, ...r });
     }
     rows.push({ name: 'daemon XKS Encrypt', na: 'n/a until issue 6 (XKS proxy API) lands' });

@@ -22,6 +22,8 @@ const HsmSchema = z
     maxSessions: z.number().int().min(1).max(1024).default(8),
     sessionWaitMs: z.number().int().min(1).max(60_000).default(2000),
     maxWaiters: z.number().int().min(0).max(100_000).default(1024),
+    /** Worker threads that run AES-GCM token calls off the event loop (0: event loop + libuv pool). Default max(2, CPUs). */
+    workerThreads: z.number().int().min(0).max(256).optional(),
     moduleEnv: z.record(z.string(), z.string()).default({}),
     capabilities: z
       .object({
@@ -140,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.module = env.P11KMS_PKCS11_MODULE || hsm.module;
   hsm.tokenLabel = env.P11KMS_TOKEN_LABEL || hsm.tokenLabel;
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
+  hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
   if (hsm.capabilities.gcmIv !== 'caller') {
     throw new ConfigError(
       `hsm.capabilities.gcmIv '${hsm.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`,

@@ -50,6 +50,7 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
       maxWaiters: config.hsm.maxWaiters,
       modifiableFalse: config.hsm.capabilities.modifiableFalse,
       moduleEnv: config.hsm.moduleEnv,
+      workerThreads: config.hsm.workerThreads,
       observe: config.metrics.enabled ? observeTokenCall : undefined,
       onRecovered: (attempts) => {
         audit

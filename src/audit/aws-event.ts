@@ -15,8 +15,8 @@ export interface CallInfo {
   userAgent?: string | undefined;
   /** Set once authentication succeeded. */
   principal?: Principal | undefined;
-  /** The access key id an unauthenticated request claimed. */
-  claimedAccessKeyId?: string | undefined;
+  /** The Authorization header: for a request that failed authentication, the access key id it claimed is recorded. */
+  authorization?: string | undefined;
   /** The decoded input (blobs are Buffers, so sanitizing drops them); unset when decoding failed. */
   input?: Record<string, unknown> | undefined;
 }
@@ -33,7 +33,7 @@ export function awsCallEvent(deps: KmsDeps, call: CallInfo, output: Record<strin
   const eventName = call.known ? call.operation : call.operation.replace(/[^A-Za-z0-9]/g, '').slice(0, 64) || 'Unknown';
   const readOnly = isReadOnly(eventName);
   const principal: Principal | AuditActor | undefined =
-    call.principal ?? { type: 'Unknown', accessKeyId: call.claimedAccessKeyId?.replace(/[^A-Za-z0-9]/g, '').slice(0, 128) };
+    call.principal ?? { type: 'Unknown', accessKeyId: claimedAccessKeyId(call.authorization) };
   const resources = resourcesOf(deps, call, output);
   const keyMaterialId = materialIdOf(deps, output);
   return {
@@ -50,6 +50,11 @@ export function awsCallEvent(deps: KmsDeps, call: CallInfo, output: Record<strin
     errorMessage: error?.message,
     additionalEventData: keyMaterialId ? { keyMaterialId } : undefined,
   };
+}
+
+function claimedAccessKeyId(authorization: string | undefined): string | undefined {
+  const claimed = authorization && /Credential=([^/,\s]+)/.exec(authorization)?.[1];
+  return claimed ? claimed.replace(/[^A-Za-z0-9]/g, '').slice(0, 128) : undefined;
 }
 
 function resourcesOf(deps: KmsDeps, call: CallInfo, output: Record<string, unknown> | undefined): AuditResource[] | undefined {

@@ -3,6 +3,7 @@ import { Errors, KmsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Secret } from '../secret.js';
 import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
+import { failedPhase, TokenExecutor } from './executor.js';
 import { loadModule, reinitializeModule, type LoadedModule } from './module.js';
 import { SessionPool, type Pooled } from './session-pool.js';
 
@@ -23,6 +24,8 @@ export interface TokenOptions {
   observe?: (mechanism: string, operation: string, seconds: number, ok: boolean) => void;
   /** Called after a successful reconnect (audit trail). */
   onRecovered?: (attempts: number) => void;
+  /** Worker threads for AES-GCM calls (see executor.ts); 0 keeps them on the event loop + libuv pool. Default: max(2, CPUs). */
+  workerThreads?: number;
 }
 
 export type TokenState = 'ready' | 'recovering' | 'down' | 'closed';
@@ -56,6 +59,7 @@ export class Token {
   private recovering: Promise<void> | undefined;
   private _state: TokenState = 'ready';
   private _recoveries = 0;
+  private readonly exec: TokenExecutor | undefined;
 
   private constructor(
     private readonly mod: LoadedModule,
@@ -71,6 +75,7 @@ export class Token {
       open: () => this.p.C_OpenSession(this.slot, RW_SESSION),
       close: (s) => this.p.C_CloseSession(s),
     });
+    this.exec = opts.workerThreads === 0 ? undefined : new TokenExecutor(mod.path, opts.workerThreads);
   }
 
   /** Connects and logs in; throws a clear error (without the PIN) when that is impossible. */
@@ -306,6 +311,7 @@ export class Token {
   /** AES-GCM inside the token; returns ciphertext followed by the 16-byte tag. */
   encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
     return this.run((s) => {
+      if (this.exec) return this.exec.gcm('gcm-encrypt', s, this.handleFor(s, id), iv, aad, plaintext);
       this.p.C_EncryptInit(s, this.gcm(iv, aad), this.handleFor(s, id));
       return this.p.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
     }, 'CKM_AES_GCM', 'encrypt');
@@ -314,11 +320,14 @@ export class Token {
   /** Inverse of encryptGcm; throws AuthenticationFailed when the tag does not verify. */
   decryptGcm(id: Buffer, iv: Buffer, aad: Buffer, ciphertextAndTag: Buffer): Promise<Buffer> {
     return this.run(async (s) => {
-      this.p.C_DecryptInit(s, this.gcm(iv, aad), this.handleFor(s, id));
+      const key = this.handleFor(s, id);
+      if (!this.exec) this.p.C_DecryptInit(s, this.gcm(iv, aad), key);
       try {
+        if (this.exec) return await this.exec.gcm('gcm-decrypt', s, key, iv, aad, ciphertextAndTag);
         return await this.p.C_DecryptAsync(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length));
       } catch (e) {
-        if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new AuthenticationFailed();
+        const inDecrypt = failedPhase(e) === undefined || failedPhase(e) === 'op';
+        if (inDecrypt && ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new AuthenticationFailed();
         throw e;
       }
     }, 'CKM_AES_GCM', 'decrypt');
@@ -368,6 +377,7 @@ export class Token {
   /** Closes every session and logs out; the module is finalized by closeModules(). */
   close(): void {
     this._state = 'closed';
+    void this.exec?.close();
     this.pool.close();
     this.dropLoginSession();
   }

@@ -86,14 +86,13 @@ function readBody(req: IncomingMessage, done: (tooLarge: boolean, body: Buffer) 
 }
 
 function callInfo(req: IncomingMessage, requestId: string, opName: string): CallInfo {
-  const auth = req.headers.authorization;
   return {
     operation: opName,
     known: Object.hasOwn(operations, opName),
     requestId,
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
-    claimedAccessKeyId: typeof auth === 'string' ? /Credential=([^/,\s]+)/.exec(auth)?.[1] : undefined,
+    authorization: req.headers.authorization,
   };
 }
 
@@ -150,14 +149,31 @@ async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo,
       err = AUDIT_REFUSED();
     }
   }
-  const op = call.known ? call.operation : 'unknown';
-  const outcome = !err ? 'success' : err.isFault ? 'server_error' : 'client_error';
-  requests.inc({ front_door: 'aws-json', operation: op, outcome });
-  if (err) requestErrors.inc({ front_door: 'aws-json', operation: op, code: err.code });
+  const m = metricsFor(call.known ? call.operation : 'unknown');
   if (err) send(res, call.requestId, err.status, { __type: err.code, message: err.message });
   else send(res, call.requestId, 200, toWire(output));
-  requestDuration.observe({ front_door: 'aws-json', operation: op }, elapsedMs(started) / 1000);
+  (!err ? m.success : err.isFault ? m.serverError : m.clientError).inc();
+  if (err) requestErrors.inc({ front_door: 'aws-json', operation: m.operation, code: err.code });
+  m.duration.observe(elapsedMs(started) / 1000);
   if (!err) opts.log.debug({ requestId: call.requestId, op: call.operation, ms: elapsedMs(started) }, 'request');
+}
+
+/** Per-operation metric children, resolved once (label hashing on every request is measurable). */
+const perOperation = new Map<string, ReturnType<typeof makeMetrics>>();
+function makeMetrics(operation: string) {
+  const labels = { front_door: 'aws-json', operation };
+  return {
+    operation,
+    success: requests.labels({ ...labels, outcome: 'success' }),
+    clientError: requests.labels({ ...labels, outcome: 'client_error' }),
+    serverError: requests.labels({ ...labels, outcome: 'server_error' }),
+    duration: requestDuration.labels(labels),
+  };
+}
+function metricsFor(operation: string) {
+  let m = perOperation.get(operation);
+  if (!m) perOperation.set(operation, (m = makeMetrics(operation)));
+  return m;
 }
 
 /** Zeroes plaintexts and data keys in a result that will not be sent. */
