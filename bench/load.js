@@ -4,6 +4,7 @@
 // result as one JSON line.
 import autocannon from 'autocannon';
 
+const cpu0 = process.cpuUsage();
 let input = '';
 process.stdin.on('data', (d) => (input += d));
 process.stdin.on('end', () => {
@@ -32,6 +33,10 @@ process.stdin.on('end', () => {
           p50: r.latency.p50,
           p99: r.latency.p99,
           max: r.latency.max,
+          cpuMs: (() => {
+            const c = process.cpuUsage(cpu0);
+            return (c.user + c.system) / 1000;
+          })(),
         })}\n`,
       );
     },

@@ -146,7 +146,7 @@ async function load(port, requests, seconds, pid) {
     const sys = cpuMs(pid, true) - sys0;
     return {
       ...r, peakRssMb: Math.max(peak, rssMb(pid).rss), cpuUsPerReq: (cpu * 1000) / Math.max(1, r.ok),
-      sysUsPerReq: (sys * 1000) / Math.max(1, r.ok), daemonCores: cpu / 1000 / r.seconds,
+      sysUsPerReq: (sys * 1000) / Math.max(1, r.ok), daemonCores: cpu / 1000 / r.seconds, loadCores: r.cpuMs / 1000 / r.seconds,
     };
   } finally {
     clearInterval(timer);
@@ -207,7 +207,7 @@ async function main() {
       if (WARMUP > 0) await load(daemon.port, await presign(daemon.port, op, bodies[op]), WARMUP, daemon.child.pid);
       const r = await load(daemon.port, await presign(daemon.port, op, bodies[op]), SECONDS, daemon.child.pid);
       if (r.non2xx || r.errors || r.timeouts) log(`${op}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
-      log(`${op}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores)`);
+      log(`${op}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores; load generator ${r.loadCores.toFixed(2)} cores)`);
       rows.push({ name: `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`, ...r });
     }
     rows.push({ name: 'daemon XKS Encrypt', na: 'n/a until issue 6 (XKS proxy API) lands' });
