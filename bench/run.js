@@ -49,7 +49,7 @@ function machine() {
     memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
     os: `${distro || os.type()} / Linux ${os.release()}`,
     node: process.version,
-    softhsm: softhsm || 'unknown',
+    softhsm: softhsm ? `SoftHSM ${softhsm}` : 'SoftHSM (version unknown)',
   };
 }
 
@@ -228,7 +228,7 @@ async function main() {
     `Machine: ${info.cpu}, ${info.memory} RAM, ${info.os}, Node ${info.node}, ${info.softhsm}.`,
     `Load average (1/5/15 min) before: ${loadBefore}; after: ${loadAfter}.`,
     `Daemon: one process, 8 token sessions, audit on (durability ${JSON.parse(process.env.BENCH_DAEMON_ENV ?? '{}').P11KMS_AUDIT_DURABILITY ?? 'fsync'}, fail-closed), SigV4 and authorization on every request, log level info.`,
-    `Load: autocannon in a separate process, ${CONNECTIONS} connections, keep-alive, ${SECONDS} s per row after ${WARMUP} s warm-up, 64 distinct pre-signed requests per row; 32-byte plaintexts, encryption context {"purpose":"bench"}.`,
+    `Load: autocannon in a separate process, ${CONNECTIONS} connections, keep-alive, ${SECONDS} s per row after ${WARMUP} s warm-up, 64 distinct pre-signed requests per row; 32-byte plaintexts, encryption context {"purpose":"bench"}. Daemon latencies are autocannon's (1 ms resolution); the limit's are per call.`,
     '',
     '| Measurement | Concurrency | Requests/s | p50 (ms) | p99 (ms) | Peak RSS (MB) | Daemon CPU per request (µs) | ÷ limit |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -238,7 +238,7 @@ async function main() {
     if (r.na) lines.push(`| ${r.name} | – | ${r.na} | | | | | |`);
     else {
       const flag = r.non2xx || r.errors ? ` (${r.non2xx} non-2xx, ${r.errors} errors)` : '';
-      lines.push(`| ${r.name}${flag} | ${CONNECTIONS} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUsPerReq)} | ${(r.rps / limit).toFixed(2)} |`);
+      lines.push(`| ${r.name}${flag} | ${CONNECTIONS} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUsPerReq)} | ${(r.rps / limit).toFixed(2)} |`);
     }
   }
   lines.push('', `Daemon peak RSS over the whole run (VmHWM): ${fmt(rows.hwm)} MB. Ratios use the mean limit, ${fmt(limit)} ops/s.`);

@@ -207,7 +207,7 @@ export async function verifyFiles(paths: string[], opts: VerifyOptions = {}): Pr
           report.seals.unchecked++;
         } else if (await opts.sealer.verify(macParts.text, macParts.mac)) {
           report.seals.valid++;
-          if (!problems.length) report.sealedThrough = seq;
+          report.sealedThrough = seq;
         } else {
           report.seals.invalid++;
           error(f.name, `seal at seq ${seq} does not verify: records before it were altered and re-hashed, or the seal was forged`, line.n, seq);
