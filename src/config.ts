@@ -23,6 +23,8 @@ const HsmSchema = z
     maxSessions: z.number().int().min(1).max(1024).default(8),
     sessionWaitMs: z.number().int().min(1).max(60_000).default(2000),
     maxWaiters: z.number().int().min(0).max(100_000).default(1024),
+    /** Worker threads that run AES-GCM token calls off the event loop (0: event loop + libuv pool). Default max(2, CPUs). */
+    workerThreads: z.number().int().min(0).max(256).optional(),
     moduleEnv: z.record(z.string(), z.string()).default({}),
     capabilities: z
       .object({
@@ -32,6 +34,31 @@ const HsmSchema = z
       })
       .strict()
       .prefault({}),
+  })
+  .strict();
+
+/** Audit trail (issue 7): see README, "Audit trail". */
+const AuditSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    dir: z.string().min(1).optional(),
+    /** 'fsync': every event is on disk (fdatasync) before the response; 'write': handed to the OS before the response, fdatasync every fsyncIntervalMs. */
+    durability: z.enum(['fsync', 'write']).default('fsync'),
+    fsyncIntervalMs: z.number().int().min(10).max(60_000).default(1000),
+    /** When the trail cannot be written, refuse operations (5xx) instead of serving them unaudited. */
+    failClosed: z.boolean().default(true),
+    maxFileBytes: z.number().int().min(4096).default(64 * 1024 * 1024),
+    rotateIntervalMs: z.number().int().min(1000).default(24 * 3600 * 1000),
+    sealEveryEvents: z.number().int().min(1).default(10_000),
+    sealIntervalMs: z.number().int().min(100).default(5000),
+  })
+  .strict();
+
+const MetricsSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** When set, /metrics needs `Authorization: Bearer <token>`; otherwise it answers only on loopback and the Unix socket. */
+    bearerToken: SecretSource.optional(),
   })
   .strict();
 
@@ -52,6 +79,8 @@ const FileSchema = z
       .strict()
       .prefault({}),
     xks: xksFileSchema(SecretSource).optional(),
+    audit: AuditSchema.prefault({}),
+    metrics: MetricsSchema.prefault({}),
   })
   .strict();
 
@@ -69,6 +98,8 @@ export interface Config {
   admin: { accessKeyId: string; secretAccessKey: Secret };
   /** The XKS proxy listener (src/api/xks), when enabled. */
   xks?: XksConfig | undefined;
+  audit: Omit<z.output<typeof AuditSchema>, 'dir'> & { dir: string };
+  metrics: { enabled: boolean; bearerToken?: Secret | undefined };
 }
 
 /** AWS's documented example credentials: obviously not for production, fine for a dev box. */
@@ -118,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.module = env.P11KMS_PKCS11_MODULE || hsm.module;
   hsm.tokenLabel = env.P11KMS_TOKEN_LABEL || hsm.tokenLabel;
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
+  hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
   if (hsm.capabilities.gcmIv !== 'caller') {
     throw new ConfigError(
       `hsm.capabilities.gcmIv '${hsm.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`,
@@ -136,6 +168,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       ? readSecret(f.admin.secretAccessKey, 'Admin secret access key', env)
       : new Secret(DEV_ADMIN_SECRET_ACCESS_KEY);
   const socketPath = env.P11KMS_SOCKET || f.socketPath || join(dataDir, 'p11kms.sock');
+  const auditDir = env.P11KMS_AUDIT_DIR || f.audit.dir || join(dataDir, 'audit');
+  const durability = env.P11KMS_AUDIT_DURABILITY || f.audit.durability;
+  if (durability !== 'fsync' && durability !== 'write') throw new ConfigError('P11KMS_AUDIT_DURABILITY must be fsync or write');
+  const metricsToken = env.P11KMS_METRICS_BEARER_TOKEN
+    ? new Secret(env.P11KMS_METRICS_BEARER_TOKEN)
+    : f.metrics.bearerToken && readSecret(f.metrics.bearerToken, 'Metrics bearer token', env);
   return {
     dataDir,
     host: env.P11KMS_HOST || f.host || '127.0.0.1',
@@ -158,5 +196,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         throw new ConfigError(message);
       },
     }),
+    audit: {
+      ...f.audit,
+      enabled: boolFromEnv(env, 'P11KMS_AUDIT') ?? f.audit.enabled,
+      dir: isAbsolute(auditDir) ? auditDir : resolve(cwd, auditDir),
+      durability,
+      failClosed: boolFromEnv(env, 'P11KMS_AUDIT_FAIL_CLOSED') ?? f.audit.failClosed,
+    },
+    metrics: { enabled: boolFromEnv(env, 'P11KMS_METRICS') ?? f.metrics.enabled, bearerToken: metricsToken },
   };
+}
+
+function boolFromEnv(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(`${name} must be true or false`);
 }

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
-import { awsJsonRouter } from './api/aws-json/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
+import { awsJsonHandler } from './api/aws-json/router.js';
+import { TokenSealer } from './audit/sealer.js';
+import { AuditTrail } from './audit/trail.js';
+import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
 import { Authz } from './authz/engine.js';
@@ -20,6 +23,8 @@ import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
+import { metricsRouter } from './metrics/http.js';
+import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
 
 export interface Daemon {
   deps: KmsDeps;
@@ -27,6 +32,8 @@ export interface Daemon {
   reconciled: ReconcileReport;
   /** Key-lifecycle scheduler (rotation, deletion, expiry); already started. */
   scheduler: LifecycleScheduler;
+  /** The audit trail (undefined when disabled in the configuration). */
+  audit: AuditTrail | undefined;
   /** Bound TCP port (useful when configured as 0). */
   port: number;
   socketPath: string;
@@ -51,6 +58,8 @@ export async function startDaemon(
   hooks: DaemonHooks = {},
 ): Promise<Daemon> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // Set once the trail is open; the token reports reconnects to it.
+  let audit: Audit = disabledAudit;
   const token = Token.open(
     {
       module: config.hsm.module,
@@ -61,11 +70,29 @@ export async function startDaemon(
       maxWaiters: config.hsm.maxWaiters,
       modifiableFalse: config.hsm.capabilities.modifiableFalse,
       moduleEnv: config.hsm.moduleEnv,
+      workerThreads: config.hsm.workerThreads,
+      observe: config.metrics.enabled ? observeTokenCall : undefined,
+      onRecovered: (attempts) => {
+        audit
+          .record({ eventName: 'TokenReconnected', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { token: config.hsm.tokenLabel, attempts } })
+          .catch(() => undefined);
+      },
     },
     log,
   );
   const store = new SqliteStore(join(config.dataDir, 'metadata.sqlite'));
-  const deps: KmsDeps = { store, token, clock, region: config.region, log };
+  const trail = config.audit.enabled
+    ? await AuditTrail.open({
+        ...config.audit,
+        region: config.region,
+        accountId: config.accountId,
+        sealer: await TokenSealer.open(token, true),
+        clock,
+        log,
+      })
+    : undefined;
+  audit = trail ?? disabledAudit;
+  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit };
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
   const importKeys = await reconcileImportKeys(deps);
@@ -73,6 +100,10 @@ export async function startDaemon(
   // One tick before serving catches up on what fell due while the daemon was down.
   const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
   await scheduler.runOnce();
+  if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
+    await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
+  }
+  if (config.metrics.enabled) bindMetrics({ token, store, audit: trail && (() => trail.status()) });
 
   const credentials = new CredentialRegistry(store, new SecretBox(token), log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
@@ -84,25 +115,31 @@ export async function startDaemon(
   app.set('etag', false);
   app.use((_req, res, next) => {
     res.setHeader('x-amzn-RequestId', randomUUID());
-    // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct skew from Date.
-    res.setHeader('Date', clock.now().toUTCString());
     next();
   });
   app.use(healthRouter(token));
-  app.use(awsJsonRouter({ deps, credentials, clock, region: config.region, log }));
+  if (config.metrics.enabled) app.use(metricsRouter(config.metrics.bearerToken));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });
   });
 
+  // The AWS API (POST /) is served before express; everything else goes to the app.
+  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log });
+  // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
+  const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('Date', clock.now().toUTCString());
+    aws(req, res, () => rest(req, res));
+  };
+
   let stopping = false;
-  const tcp = drainable(createServer(app), () => stopping);
+  const tcp = drainable(createServer(serveWith(app)), () => stopping);
   // The Unix socket (0600) also serves the admin interface; TCP never does.
   const unixApp = express();
   unixApp.disable('x-powered-by');
   unixApp.set('etag', false);
   unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log }));
   unixApp.use(app);
-  const unix = drainable(createServer(unixApp), () => stopping);
+  const unix = drainable(createServer(serveWith(unixApp)), () => stopping);
   await listen(tcp, () => tcp.listen(config.port, config.host));
   await listenOnSocket(unix, config.socketPath);
   const address = tcp.address();
@@ -128,12 +165,14 @@ export async function startDaemon(
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix), xks?.stop()]);
       await scheduler.stop();
+      await trail?.close();
+      unbindMetrics();
       token.close();
       store.close();
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, reconciled, scheduler, port, socketPath: config.socketPath, xks, stop };
+  return { deps, token, reconciled, scheduler, audit: trail, port, socketPath: config.socketPath, xks, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {

@@ -9,6 +9,7 @@ import {
   type Capability, type HashName, type KeyKind, type PairUsage, type SignScheme,
 } from './asymmetric.js';
 import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
+import { failedPhase, TokenExecutor } from './executor.js';
 import { loadModule, reinitializeModule, type LoadedModule } from './module.js';
 import { SessionPool, type Pooled } from './session-pool.js';
 
@@ -25,6 +26,12 @@ export interface TokenOptions {
   /** Whether the module accepts CKA_MODIFIABLE=false on generated keys. */
   modifiableFalse: boolean;
   moduleEnv?: Record<string, string>;
+  /** Called after every token call with its mechanism, the time spent in the token and whether it succeeded (metrics). */
+  observe?: (mechanism: string, operation: string, seconds: number, ok: boolean) => void;
+  /** Called after a successful reconnect (audit trail). */
+  onRecovered?: (attempts: number) => void;
+  /** Worker threads for AES-GCM calls (see executor.ts); 0 keeps them on the event loop + libuv pool. Default: max(2, CPUs). */
+  workerThreads?: number;
 }
 
 export type TokenState = 'ready' | 'recovering' | 'down' | 'closed';
@@ -39,6 +46,8 @@ export interface TokenObjectInfo {
 
 const RW_SESSION = pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION;
 const GCM_TAG_BYTES = 16;
+/** Metric labels for the signing schemes' PKCS#11 mechanisms. */
+const SIGN_MECHANISM_NAMES: Record<SignScheme, string> = { 'rsa-pkcs1': 'CKM_RSA_PKCS', 'rsa-pss': 'CKM_RSA_PKCS_PSS', ecdsa: 'CKM_ECDSA' };
 /** What symmetric KMS keys need from a token; checked once at start-up rather than on first use. */
 const REQUIRED_MECHANISMS: [string, number][] = [
   ['CKM_AES_KEY_GEN', pkcs11js.CKM_AES_KEY_GEN],
@@ -58,6 +67,7 @@ export class Token {
   private recovering: Promise<void> | undefined;
   private _state: TokenState = 'ready';
   private _recoveries = 0;
+  private readonly exec: TokenExecutor | undefined;
 
   private constructor(
     private readonly mod: LoadedModule,
@@ -73,6 +83,7 @@ export class Token {
       open: () => this.p.C_OpenSession(this.slot, RW_SESSION),
       close: (s) => this.p.C_CloseSession(s),
     });
+    this.exec = opts.workerThreads === 0 ? undefined : new TokenExecutor(mod.path, opts.workerThreads);
   }
 
   /** Connects and logs in; throws a clear error (without the PIN) when that is impossible. */
@@ -139,14 +150,22 @@ export class Token {
    * Runs one operation on a pooled session. When the session, login or token was lost, the
    * token is recovered and the operation tried once more; a stale cached handle is looked up again.
    */
-  private async run<T>(op: (session: Handle) => Promise<T> | T): Promise<T> {
+  private async run<T>(op: (session: Handle) => Promise<T> | T, mechanism = 'none', operation = 'other'): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       if (this._state === 'closed') throw Errors.dependencyTimeout('The key store is shutting down.');
       if (this._state !== 'ready') await this.awaitRecovery();
       let pooled: Pooled<Handle> | undefined;
       try {
         pooled = await this.pool.acquire();
-        const result = await op(pooled.session);
+        const started = this.opts.observe ? process.hrtime.bigint() : undefined;
+        let ok = false;
+        let result: T;
+        try {
+          result = await op(pooled.session);
+          ok = true;
+        } finally {
+          if (started !== undefined) this.opts.observe?.(mechanism, operation, Number(process.hrtime.bigint() - started) / 1e9, ok);
+        }
         this.pool.release(pooled);
         return result;
       } catch (e) {
@@ -199,6 +218,7 @@ export class Token {
           this._state = 'ready';
           this._recoveries++;
           this.log.info({ token: this.opts.tokenLabel, attempt }, 'token recovered');
+          this.opts.onRecovered?.(attempt + 1);
           return;
         } catch (e) {
           this._state = 'down';
@@ -281,7 +301,7 @@ export class Token {
     await this.run(async (s) => {
       const h = await this.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, this.secretKeyTemplate(id, label));
       this.handles.set(id.toString('hex'), h);
-    });
+    }, 'CKM_AES_KEY_GEN', 'generate');
   }
 
   private gcm(iv: Buffer, aad: Buffer): pkcs11js.Mechanism {
@@ -300,27 +320,31 @@ export class Token {
   /** AES-GCM inside the token; returns ciphertext followed by the 16-byte tag. */
   encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
     return this.run((s) => {
+      if (this.exec) return this.exec.gcm('gcm-encrypt', s, this.handleFor(s, id), iv, aad, plaintext);
       this.p.C_EncryptInit(s, this.gcm(iv, aad), this.handleFor(s, id));
       return this.p.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
-    });
+    }, 'CKM_AES_GCM', 'encrypt');
   }
 
   /** Inverse of encryptGcm; throws AuthenticationFailed when the tag does not verify. */
   decryptGcm(id: Buffer, iv: Buffer, aad: Buffer, ciphertextAndTag: Buffer): Promise<Buffer> {
     return this.run(async (s) => {
-      this.p.C_DecryptInit(s, this.gcm(iv, aad), this.handleFor(s, id));
+      const key = this.handleFor(s, id);
+      if (!this.exec) this.p.C_DecryptInit(s, this.gcm(iv, aad), key);
       try {
+        if (this.exec) return await this.exec.gcm('gcm-decrypt', s, key, iv, aad, ciphertextAndTag);
         return await this.p.C_DecryptAsync(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length));
       } catch (e) {
-        if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new AuthenticationFailed();
+        const inDecrypt = failedPhase(e) === undefined || failedPhase(e) === 'op';
+        if (inDecrypt && ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new AuthenticationFailed();
         throw e;
       }
-    });
+    }, 'CKM_AES_GCM', 'decrypt');
   }
 
   /** Random bytes from the token's RNG. */
   random(n: number): Promise<Buffer> {
-    return this.run((s) => this.p.C_GenerateRandom(s, Buffer.alloc(n)));
+    return this.run((s) => this.p.C_GenerateRandom(s, Buffer.alloc(n)), 'rng', 'random');
   }
 
   /** Destroys every object with this CKA_ID; returns how many there were. */
@@ -338,9 +362,12 @@ export class Token {
   listObjects(labelPrefix: string): Promise<TokenObjectInfo[]> {
     return this.run((s) =>
       this.find(s, [{ type: pkcs11js.CKA_TOKEN, value: true }]).flatMap((h) => {
-        const [id, label] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_LABEL }]);
+        // Label first: objects without CKA_ID (data objects, e.g. the audit chain head) must not fail the listing.
+        const [label] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
         const text = (label?.value as Buffer | undefined)?.toString('utf8') ?? '';
-        return text.startsWith(labelPrefix) ? [{ id: (id?.value as Buffer) ?? Buffer.alloc(0), label: text }] : [];
+        if (!text.startsWith(labelPrefix)) return [];
+        const [id] = this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_ID }]);
+        return [{ id: (id?.value as Buffer) ?? Buffer.alloc(0), label: text }];
       }),
     );
   }
@@ -360,6 +387,7 @@ export class Token {
   /** Closes every session and logs out; the module is finalized by closeModules(). */
   close(): void {
     this._state = 'closed';
+    void this.exec?.close();
     this.pool.close();
     this.dropLoginSession();
   }
@@ -487,7 +515,7 @@ export class Token {
     await this.run(async (s) => {
       const h = await this.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, template);
       this.handles.set(`${id.toString('hex')}/${pkcs11js.CKO_SECRET_KEY}`, h);
-    });
+    }, 'CKM_GENERIC_SECRET_KEY_GEN', 'generate');
   }
 
   /** Signs a digest with the private half; ECDSA signatures come back DER-encoded. */
@@ -497,7 +525,7 @@ export class Token {
       this.p.C_SignInit(s, mech, this.objectFor(s, id, pkcs11js.CKO_PRIVATE_KEY));
       const signature = await this.p.C_SignAsync(s, input, Buffer.alloc(1024));
       return scheme === 'ecdsa' ? ecdsaRawToDer(signature) : signature;
-    });
+    }, SIGN_MECHANISM_NAMES[scheme], 'sign');
   }
 
   /** Verifies with the public half inside the token; false for any signature that does not verify. */
@@ -510,7 +538,7 @@ export class Token {
     return this.run(async (s) => {
       this.p.C_VerifyInit(s, mech, this.objectFor(s, id, pkcs11js.CKO_PUBLIC_KEY));
       return this.verdict(() => this.p.C_VerifyAsync(s, input, raw));
-    });
+    }, SIGN_MECHANISM_NAMES[scheme], 'verify');
   }
 
   /** CKR_SIGNATURE_INVALID and CKR_SIGNATURE_LEN_RANGE are answers, not failures. */
@@ -529,7 +557,7 @@ export class Token {
     return this.run((s) => {
       this.p.C_SignInit(s, hmacMechanism(hash), this.objectFor(s, id, pkcs11js.CKO_SECRET_KEY));
       return this.p.C_SignAsync(s, message, Buffer.alloc(64));
-    });
+    }, `CKM_${hash.toUpperCase()}_HMAC`, 'sign');
   }
 
   /** HMAC verification inside the token (the module compares); false when the MAC differs. */
@@ -537,7 +565,7 @@ export class Token {
     return this.run((s) => {
       this.p.C_VerifyInit(s, hmacMechanism(hash), this.objectFor(s, id, pkcs11js.CKO_SECRET_KEY));
       return this.verdict(() => this.p.C_VerifyAsync(s, message, mac));
-    });
+    }, `CKM_${hash.toUpperCase()}_HMAC`, 'verify');
   }
 
   /**
@@ -936,6 +964,50 @@ export class Token {
         /* a session object dies with its session anyway */
       }
     }
+  }
+
+  // ---- Audit trail (issue 7): the seal key and the chain head live in the token too. ----
+
+  /** Whether a secret key object with this CKA_ID exists (used to find the audit seal key). */
+  hasKey(id: Buffer): Promise<boolean> {
+    return this.run((s) => {
+      try {
+        this.handleFor(s, id);
+        return true;
+      } catch (e) {
+        if (e instanceof KmsError) return false;
+        throw e;
+      }
+    });
+  }
+
+  /** The values of the token data objects (CKO_DATA) with this label: normally one (see writeDataObject). */
+  readDataObjects(label: string): Promise<Buffer[]> {
+    return this.run((s) =>
+      this.find(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+      ]).map((h) => (this.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_VALUE }])[0]?.value as Buffer) ?? Buffer.alloc(0)),
+    'none', 'read-data');
+  }
+
+  /**
+   * Replaces the private token data object with this label (created first, then the old one
+   * destroyed, so a crash leaves the old or both, never neither). Not secret, but only a
+   * logged-in user can change it.
+   */
+  writeDataObject(label: string, value: Buffer): Promise<void> {
+    return this.run((s) => {
+      const template: pkcs11js.Template = [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+      ];
+      const old = this.find(s, template);
+      this.p.C_CreateObject(s, [...template, { type: pkcs11js.CKA_PRIVATE, value: true }, { type: pkcs11js.CKA_VALUE, value }]);
+      for (const h of old) this.p.C_DestroyObject(s, h);
+    }, 'none', 'write-data');
   }
 }
 

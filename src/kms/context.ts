@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { Authz } from '../authz/engine.js';
+import type { Audit } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
@@ -35,6 +36,8 @@ export interface KmsDeps {
   log: Logger;
   /** Authorization engine (policies, grants); front doors put it on each RequestContext. */
   authz?: Authz | undefined;
+  /** The audit trail: front doors record each call, background jobs each action (src/audit). */
+  audit: Audit;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

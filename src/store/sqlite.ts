@@ -307,6 +307,11 @@ export class SqliteStore implements MetadataStore {
     });
   }
 
+  countKeysByState(): Record<string, number> {
+    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM keys GROUP BY state').all() as { state: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
   close(): void {
     this.db.close();
   }

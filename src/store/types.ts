@@ -98,6 +98,9 @@ export interface MetadataStore {
   putTags(keyId: string, tags: Tag[]): void;
   removeTags(keyId: string, tagKeys: string[]): void;
 
+  /** Number of keys in each state, all accounts (metrics). */
+  countKeysByState?(): Record<string, number>;
+
   close(): void;
 
   // ── Key lifecycle (issue #4): rotation, deletion, imported key material ──

@@ -35,11 +35,13 @@ const flag = (h, type) => {
 };
 const objects = [];
 for (const h of handles) {
-  const [lbl, id, clsAttr, keyTypeAttr] = p.C_GetAttributeValue(s, h, [
-    { type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_CLASS }, { type: pkcs11js.CKA_KEY_TYPE },
-  ]);
+  // Label first: data objects (the audit chain head) have no CKA_ID or CKA_KEY_TYPE.
+  const [lbl] = p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
   const name = lbl.value.toString();
   if (!name.startsWith(prefix)) continue;
+  const [id, clsAttr, keyTypeAttr] = p.C_GetAttributeValue(s, h, [
+    { type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_CLASS }, { type: pkcs11js.CKA_KEY_TYPE },
+  ]);
   const cls = CLASSES[ulong(clsAttr.value)] ?? String(ulong(clsAttr.value));
   const keyType = KEY_TYPES[ulong(keyTypeAttr.value)] ?? String(ulong(keyTypeAttr.value));
   let valueRead;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import express, { type Request, type Response, type NextFunction } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
 import type { Clock } from '../../clock.js';
 import { Errors, KmsError, isKmsError } from '../../errors.js';
@@ -7,13 +7,16 @@ import type { KmsDeps, RequestContext } from '../../kms/context.js';
 import { operations } from '../../kms/operations.js';
 import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
+import { awsCallEvent, type CallInfo } from '../../audit/aws-event.js';
+import { requestDuration, requestErrors, requests } from '../../metrics/metrics.js';
 import { SigV4Verifier } from './sigv4.js';
 import { toWire } from './wire.js';
 
 const TARGET_PREFIX = 'TrentService.';
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
 /** Far above any valid KMS request (6 KiB blobs, 32 KiB policies), small enough to bound memory. */
-const MAX_BODY = '512kb';
+const MAX_BODY = 512 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 export interface AwsJsonOptions {
   deps: KmsDeps;
@@ -23,50 +26,83 @@ export interface AwsJsonOptions {
   log: Logger;
 }
 
+/** Node's request handler signature, also usable as express middleware. */
+export type RawHandler = (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+
 /**
- * The AWS KMS JSON 1.1 front door: authenticate (SigV4), decode, call the core, encode. It
- * knows nothing of crypto; the core knows nothing of HTTP.
+ * The AWS KMS JSON 1.1 front door: authenticate (SigV4), decode, call the core, audit, encode.
+ * It knows nothing of crypto; the core knows nothing of HTTP.
+ *
+ * A plain Node request handler on purpose: `POST /` is the hot path of the whole daemon, so it
+ * reads the body itself and skips express routing and body parsing; everything else is passed
+ * to `next` (the express app: health, metrics, 404).
  */
-export function awsJsonRouter(opts: AwsJsonOptions): express.Router {
+export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
   const verifier = new SigV4Verifier({
     service: 'kms',
     region: opts.region,
     clock: opts.clock,
     lookup: (id) => opts.credentials.lookup(id),
   });
-  const router = express.Router();
-  router.post('/', express.raw({ type: () => true, limit: MAX_BODY }), (req, res) => {
-    const requestId = requestIdOf(res);
+  return (req, res, next) => {
+    const url = req.url ?? '';
+    if (req.method !== 'POST' || (url !== '/' && !url.startsWith('/?'))) return next();
     const started = process.hrtime.bigint();
+    const requestId = randomUUID();
     const target = req.headers['x-amz-target'];
     const opName = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
-    handle(opts, verifier, req, requestId, opName).then(
-      (out) => {
-        send(res, 200, out);
-        opts.log.debug({ requestId, op: opName, ms: elapsedMs(started) }, 'request');
-      },
-      (e: unknown) => sendError(opts.log, res, e, requestId, opName, started),
-    );
-  });
-  // Body-parser failures (oversized or unreadable bodies) become AWS-shaped errors too.
-  router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const requestId = requestIdOf(res);
-    const status = (err as { status?: number }).status;
-    const e = status === 413 ? Errors.validation('Request body is too large.') : Errors.serialization('Could not read the request body.');
-    sendError(opts.log, res, e, requestId, '', process.hrtime.bigint());
-  });
-  return router;
+    const call = callInfo(req, requestId, opName);
+    readBody(req, (tooLarge, body) => {
+      if (tooLarge) {
+        void answer(opts, res, call, started, undefined, Errors.validation('Request body is too large.'));
+        return;
+      }
+      handle(opts, verifier, req, body, call).then(
+        (out) => answer(opts, res, call, started, out),
+        (e: unknown) => answer(opts, res, call, started, undefined, e),
+      );
+    });
+  };
 }
 
-async function handle(
-  opts: AwsJsonOptions,
-  verifier: SigV4Verifier,
-  req: Request,
-  requestId: string,
-  opName: string,
-): Promise<unknown> {
-  const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-  const credential = verifier.verify({ method: req.method, url: req.originalUrl, headers: req.headers, body }) as Credential;
+/** Collects the body up to MAX_BODY bytes; beyond that it is drained and the request refused. */
+function readBody(req: IncomingMessage, done: (tooLarge: boolean, body: Buffer) => void): void {
+  const declared = Number(req.headers['content-length']);
+  if (declared > MAX_BODY) {
+    req.resume();
+    req.once('end', () => done(true, EMPTY));
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size <= MAX_BODY) chunks.push(c);
+  });
+  req.once('end', () => {
+    if (size > MAX_BODY) done(true, EMPTY);
+    else done(false, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  });
+}
+
+function callInfo(req: IncomingMessage, requestId: string, opName: string): CallInfo {
+  return {
+    operation: opName,
+    known: Object.hasOwn(operations, opName),
+    requestId,
+    sourceIp: req.socket.remoteAddress,
+    userAgent: req.headers['user-agent'],
+    authorization: req.headers.authorization,
+  };
+}
+
+async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: IncomingMessage, body: Buffer, call: CallInfo): Promise<object> {
+  // Fail-closed: refuse before any work while the audit trail cannot be written.
+  if (opts.deps.audit.failClosed && !(await opts.deps.audit.ready())) throw AUDIT_REFUSED();
+  const requestId = call.requestId;
+  const opName = call.operation;
+  const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
+  call.principal = credential.principal;
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
   let json: unknown;
@@ -87,31 +123,81 @@ async function handle(
     input: input as Readonly<Record<string, unknown>>,
     authz: opts.deps.authz,
   };
-  return toWire(await operation.handler(opts.deps, ctx, input));
+  call.input = input as Record<string, unknown>;
+  return operation.handler(opts.deps, ctx, input);
 }
 
-function send(res: Response, status: number, body: unknown): void {
+const AUDIT_REFUSED = () =>
+  Errors.internal('The audit trail cannot be written, so the request was refused without being performed. Retry later.');
+
+/**
+ * Records the call's audit event, then answers. A result (ciphertext, plaintext, data key) is
+ * sent only after its event was written; in fail-closed mode a failed write turns the answer
+ * into a 500 and the result is wiped, never sent.
+ */
+async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo, started: bigint, output?: object, failure?: unknown): Promise<void> {
+  let err: KmsError | undefined;
+  if (failure !== undefined) {
+    err = isKmsError(failure) ? failure : Errors.internal('An internal error occurred.');
+    logFailure(opts.log, failure, err, call, started);
+  }
+  try {
+    await opts.deps.audit.record(awsCallEvent(opts.deps, call, output as Record<string, unknown> | undefined, err));
+  } catch (e) {
+    opts.log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
+    if (opts.deps.audit.failClosed) {
+      wipe(output);
+      output = undefined;
+      err = AUDIT_REFUSED();
+    }
+  }
+  const m = metricsFor(call.known ? call.operation : 'unknown');
+  if (err) send(res, call.requestId, err.status, { __type: err.code, message: err.message });
+  else send(res, call.requestId, 200, toWire(output));
+  (!err ? m.success : err.isFault ? m.serverError : m.clientError).inc();
+  if (err) requestErrors.inc({ front_door: 'aws-json', operation: m.operation, code: err.code });
+  m.duration.observe(elapsedMs(started) / 1000);
+  if (!err) opts.log.debug({ requestId: call.requestId, op: call.operation, ms: elapsedMs(started) }, 'request');
+}
+
+/** Per-operation metric children, resolved once (label hashing on every request is measurable). */
+const perOperation = new Map<string, ReturnType<typeof makeMetrics>>();
+function makeMetrics(operation: string) {
+  const labels = { front_door: 'aws-json', operation };
+  return {
+    operation,
+    success: requests.labels({ ...labels, outcome: 'success' }),
+    clientError: requests.labels({ ...labels, outcome: 'client_error' }),
+    serverError: requests.labels({ ...labels, outcome: 'server_error' }),
+    duration: requestDuration.labels(labels),
+  };
+}
+function metricsFor(operation: string) {
+  let m = perOperation.get(operation);
+  if (!m) perOperation.set(operation, (m = makeMetrics(operation)));
+  return m;
+}
+
+/** Zeroes plaintexts and data keys in a result that will not be sent. */
+function wipe(output: object | undefined): void {
+  for (const v of Object.values(output ?? {})) if (Buffer.isBuffer(v)) v.fill(0);
+}
+
+function send(res: ServerResponse, requestId: string, status: number, body: unknown): void {
   const text = JSON.stringify(body ?? {});
-  res.status(status).setHeader('Content-Type', CONTENT_TYPE);
+  res.writeHead(status, {
+    'Content-Type': CONTENT_TYPE,
+    'Content-Length': Buffer.byteLength(text),
+    'x-amzn-RequestId': requestId,
+  });
   res.end(text);
 }
 
-function sendError(log: Logger, res: Response, e: unknown, requestId: string, op: string, started: bigint): void {
-  const err: KmsError = isKmsError(e) ? e : Errors.internal('An internal error occurred.');
+function logFailure(log: Logger, e: unknown, err: KmsError, call: CallInfo, started: bigint): void {
+  const { requestId, operation: op } = call;
   if (!isKmsError(e)) log.error({ requestId, op, err: (e as Error)?.message, stack: (e as Error)?.stack }, 'unexpected failure');
   else if (err.isFault) log.warn({ requestId, op, error: err.code, message: err.message }, 'request failed');
   else log.debug({ requestId, op, error: err.code, ms: elapsedMs(started) }, 'request rejected');
-  send(res, err.status, { __type: err.code, message: err.message });
-}
-
-/** The id the app gave this response (every response has one), or a new one if mounted alone. */
-function requestIdOf(res: Response): string {
-  let id = res.getHeader('x-amzn-RequestId') as string | undefined;
-  if (!id) {
-    id = randomUUID();
-    res.setHeader('x-amzn-RequestId', id);
-  }
-  return id;
 }
 
 const elapsedMs = (started: bigint): number => Number(process.hrtime.bigint() - started) / 1e6;

@@ -1,0 +1,190 @@
+import client from 'prom-client';
+import type { Token } from '../hsm/token.js';
+import type { MetadataStore } from '../store/types.js';
+
+/**
+ * The daemon's Prometheus metrics (one registry per process). Other modules import the named
+ * metrics below and update them; gauges that mirror live state (session pool, token, keys)
+ * are read at scrape time from what bindMetrics() was given.
+ *
+ * For the key lifecycle jobs (rotation, deletion): call `jobRuns.inc({ job: 'rotation' })` per
+ * run and `jobFailures.inc({ job: 'rotation' })` per failed run (job: 'rotation' | 'deletion').
+ * For custom key stores (XKS): `customKeyStoreState.set({ custom_key_store_id, state }, 1)`.
+ */
+export const registry = new client.Registry();
+client.collectDefaultMetrics({ register: registry });
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const FAST_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1];
+
+export const requests = new client.Counter({
+  name: 'p11kms_requests_total',
+  help: 'Requests by front door, operation and outcome (success, client_error, server_error).',
+  labelNames: ['front_door', 'operation', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const requestErrors = new client.Counter({
+  name: 'p11kms_request_errors_total',
+  help: 'Failed requests by front door, operation and error code.',
+  labelNames: ['front_door', 'operation', 'code'] as const,
+  registers: [registry],
+});
+
+export const requestDuration = new client.Histogram({
+  name: 'p11kms_request_duration_seconds',
+  help: 'Time from request received to response sent, by front door and operation.',
+  labelNames: ['front_door', 'operation'] as const,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+export const tokenCallDuration = new client.Histogram({
+  name: 'p11kms_token_call_duration_seconds',
+  help: 'Time spent in the PKCS#11 token per call (session wait excluded), by mechanism, operation and outcome.',
+  labelNames: ['mechanism', 'operation', 'outcome'] as const,
+  buckets: FAST_BUCKETS,
+  registers: [registry],
+});
+
+export const auditWriteDuration = new client.Histogram({
+  name: 'p11kms_audit_write_duration_seconds',
+  help: 'Time to append one batch of audit records (write, plus fdatasync when the durability setting asks for it).',
+  buckets: FAST_BUCKETS,
+  registers: [registry],
+});
+
+export const auditEvents = new client.Counter({
+  name: 'p11kms_audit_events_total',
+  help: 'Audit events by outcome (written, failed).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const auditSeals = new client.Counter({
+  name: 'p11kms_audit_seals_total',
+  help: 'Audit chain seals (HMAC in the token) by outcome (ok, failed).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const jobRuns = new client.Counter({
+  name: 'p11kms_job_runs_total',
+  help: 'Background job runs (job: rotation, deletion).',
+  labelNames: ['job'] as const,
+  registers: [registry],
+});
+
+export const jobFailures = new client.Counter({
+  name: 'p11kms_job_failures_total',
+  help: 'Background job runs that failed (job: rotation, deletion).',
+  labelNames: ['job'] as const,
+  registers: [registry],
+});
+
+export const customKeyStoreState = new client.Gauge({
+  name: 'p11kms_custom_key_store_connection_state',
+  help: 'Custom key store connection state: 1 for the current state of each store.',
+  labelNames: ['custom_key_store_id', 'state'] as const,
+  registers: [registry],
+});
+
+interface Bound {
+  token?: Token | undefined;
+  store?: MetadataStore | undefined;
+  audit?: (() => { healthy: boolean; seq: number }) | undefined;
+}
+const bound: Bound = {};
+
+/** Points the scrape-time gauges at the running daemon's token, store and audit trail. */
+export function bindMetrics(b: Bound): void {
+  Object.assign(bound, b);
+}
+export function unbindMetrics(): void {
+  bound.token = bound.store = bound.audit = undefined;
+}
+
+new client.Gauge({
+  name: 'p11kms_session_pool_sessions',
+  help: 'Token session pool: open, in_use, idle sessions and the configured max.',
+  labelNames: ['state'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    const s = bound.token?.poolStats();
+    if (!s) return;
+    this.set({ state: 'open' }, s.size);
+    this.set({ state: 'in_use' }, s.inUse);
+    this.set({ state: 'idle' }, s.idle);
+    this.set({ state: 'max' }, s.max);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_session_pool_waiting',
+  help: 'Callers waiting for a free token session.',
+  registers: [registry],
+  collect() {
+    this.set(bound.token?.poolStats().waiting ?? 0);
+  },
+});
+
+const TOKEN_STATES = ['ready', 'recovering', 'down', 'closed'] as const;
+new client.Gauge({
+  name: 'p11kms_token_state',
+  help: 'Token connection state: 1 for the current state.',
+  labelNames: ['token', 'state'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    const t = bound.token;
+    if (!t) return;
+    for (const s of TOKEN_STATES) this.set({ token: t.label, state: s }, t.state === s ? 1 : 0);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_token_recoveries',
+  help: 'Successful token reconnects since start.',
+  registers: [registry],
+  collect() {
+    this.set(bound.token?.recoveries ?? 0);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_keys',
+  help: 'KMS keys by key state.',
+  labelNames: ['state'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    const counts = bound.store?.countKeysByState?.();
+    if (!counts) return;
+    for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_audit_healthy',
+  help: '1 while the audit trail is being written, 0 while it is failing.',
+  registers: [registry],
+  collect() {
+    const a = bound.audit?.();
+    this.set(a ? (a.healthy ? 1 : 0) : 1);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_audit_last_seq',
+  help: 'Sequence number of the last audit record written.',
+  registers: [registry],
+  collect() {
+    this.set(bound.audit?.().seq ?? 0);
+  },
+});
+
+/** TokenOptions.observe: one histogram sample per token call. */
+export function observeTokenCall(mechanism: string, operation: string, seconds: number, ok: boolean): void {
+  tokenCallDuration.observe({ mechanism, operation, outcome: ok ? 'ok' : 'error' }, seconds);
+}
