@@ -14,6 +14,7 @@ import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';
 import { Token } from './hsm/token.js';
 import type { KmsDeps } from './kms/context.js';
+import { KeyStoreRegistry } from './kms/key-store-registry.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
@@ -23,6 +24,8 @@ import { SqliteStore } from './store/sqlite.js';
 export interface Daemon {
   deps: KmsDeps;
   token: Token;
+  /** Custom key stores: the tokens of connected stores and their connection states. */
+  keyStores: KeyStoreRegistry;
   reconciled: ReconcileReport;
   /** Key-lifecycle scheduler (rotation, deletion, expiry); already started. */
   scheduler: LifecycleScheduler;
@@ -58,10 +61,16 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
   const importKeys = await reconcileImportKeys(deps);
   if (importKeys.orphansDestroyed || importKeys.rowsRemoved) log.info({ ...importKeys }, 'import wrapping keys reconciled');
   // One tick before serving catches up on what fell due while the daemon was down.
+  // One SecretBox for credentials and key store passwords: both seal under the same token key.
+  const secretBox = new SecretBox(token);
+  // Custom key stores the operator left connected connect again, each reconciled with its token.
+  const keyStores = new KeyStoreRegistry(deps, { hsms: config.hsms, secretBox });
+  deps.keyStores = keyStores;
+  await keyStores.start();
   const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
   await scheduler.runOnce();
 
-  const credentials = new CredentialRegistry(store, new SecretBox(token), log);
+  const credentials = new CredentialRegistry(store, secretBox, log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
   await credentials.load();
   deps.authz = new Authz({ store, clock, region: config.region, log }, credentials);
@@ -104,12 +113,13 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix)]);
       await scheduler.stop();
+      await keyStores.stop();
       token.close();
       store.close();
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, reconciled, scheduler, port, socketPath: config.socketPath, stop };
+  return { deps, token, keyStores, reconciled, scheduler, port, socketPath: config.socketPath, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {

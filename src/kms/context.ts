@@ -3,6 +3,7 @@ import type { Authz } from '../authz/engine.js';
 import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
+import type { KeyStoreRegistry } from './key-store-registry.js';
 import type { MetadataStore } from '../store/types.js';
 
 /** Who is calling, as established by a front door's authentication. */
@@ -35,6 +36,11 @@ export interface KmsDeps {
   log: Logger;
   /** Authorization engine (policies, grants); front doors put it on each RequestContext. */
   authz?: Authz | undefined;
+  /**
+   * Custom key stores (issue #6): the tokens of connected stores. `token` above is the default
+   * token; a key with a customKeyStoreId lives in its store's token (see token-for.ts).
+   */
+  keyStores?: KeyStoreRegistry | undefined;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {
