@@ -84,7 +84,7 @@ export async function startDaemon(config: Config, log: Logger, clock: Clock = sy
     res.setHeader('Date', clock.now().toUTCString());
     next();
   });
-  app.use(healthRouter(token));
+  app.use(healthRouter(token, keyStores));
   app.use(awsJsonRouter({ deps, credentials, clock, region: config.region, log }));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });

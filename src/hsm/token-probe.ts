@@ -35,12 +35,24 @@ process.stdout.write(JSON.stringify(out));
 
 const pkcs11jsPath = createRequire(import.meta.url).resolve('pkcs11js');
 
+/**
+ * The daemon's environment for the child (modules read their own variables, e.g. SOFTHSM2_CONF,
+ * ChrystokiConfigurationPath, CKNFAST_*), minus the daemon's own settings and secrets.
+ */
+function probeEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('P11KMS_') && !k.startsWith('AWS_')) env[k] = v;
+  }
+  return env;
+}
+
 export function probeToken(modulePath: string, label: string, moduleEnv: Record<string, string> = {}, timeoutMs = 10_000): Promise<ProbeResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['-e', SCRIPT, pkcs11jsPath, modulePath, label],
-      { env: { ...process.env, ...moduleEnv }, timeout: timeoutMs, maxBuffer: 64 * 1024 },
+      { env: { ...probeEnv(), ...moduleEnv }, timeout: timeoutMs, maxBuffer: 64 * 1024 },
       (err, stdout) => {
         if (err) {
           resolve({ present: false, reason: `probe failed: ${err.message.split('\n')[0]}` });

@@ -108,6 +108,11 @@ export class KeyStoreRegistry {
     return { state: rt.state, errorCode: rt.state === 'FAILED' ? rt.errorCode : undefined };
   }
 
+  /** For /health/ready: every store this process knows of, with its state (no secrets). */
+  summary(): { id: string; state: ConnectionState; errorCode?: ConnectionErrorCode | undefined }[] {
+    return this.deps.store.keyStores.all().map((r) => ({ id: r.id, ...this.status(r.id) }));
+  }
+
   isConnected(id: string): boolean {
     return this.runtimes.get(id)?.state === 'CONNECTED';
   }

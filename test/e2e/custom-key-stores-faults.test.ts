@@ -103,6 +103,11 @@ describe('a store token that disappears under the running daemon', () => {
       await expectRefused(encrypt(storeKey));
       const failed = await waitFor(['FAILED']);
       expect(failed.ConnectionErrorCode).toBe('CLUSTER_NOT_FOUND');
+      // Readiness follows the default token; the store's state is listed beside it.
+      const ready = await fetch(`${h.endpoint}/health/ready`);
+      expect(ready.status).toBe(200);
+      const body = (await ready.json()) as { customKeyStores: { id: string; state: string; errorCode?: string }[] };
+      expect(body.customKeyStores).toContainEqual({ id: storeId, state: 'FAILED', errorCode: 'CLUSTER_NOT_FOUND' });
       expect((await h.kms.send(new DescribeKeyCommand({ KeyId: storeKey }))).KeyMetadata!.KeyState).toBe('Unavailable');
       await expectRefused(h.kms.send(new DecryptCommand({ CiphertextBlob: before.CiphertextBlob })));
       // Still missing after a few backoff rounds.
