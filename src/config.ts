@@ -48,10 +48,8 @@ const NamedHsmSchema = HsmSchema.omit({ pin: true, tokenLabel: true })
     trustAnchorCertificate: z.object({ file: z.string().min(1) }).strict().optional(),
   })
   .strict();
-const HsmsSchema = z.record(
-  z.string().regex(HSM_NAME, 'HSM names follow the CloudHsmClusterId pattern cluster-[2-7a-zA-Z]{11,16}'),
-  NamedHsmSchema,
-);
+/** Names are checked in loadHsms (zod reports a bad record key only as "Invalid key in record"). */
+const HsmsSchema = z.record(z.string(), NamedHsmSchema);
 
 const FileSchema = z
   .object({
@@ -121,6 +119,11 @@ function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv,
   const seen = new Map<string, string>();
   seen.set(`${defaultHsm.module}\u0000${defaultHsm.tokenLabel}`, 'hsm');
   for (const [name, h] of Object.entries(merged)) {
+    if (!HSM_NAME.test(name)) {
+      throw new ConfigError(
+        `hsms: '${name}' is not a valid HSM name; names follow the CloudHsmClusterId pattern cluster-[2-7a-zA-Z]{11,16} (the AWS CLI refuses shorter ids)`,
+      );
+    }
     const { $comment: _, trustAnchorCertificate, ...rest } = h;
     if (rest.capabilities.gcmIv !== 'caller') {
       throw new ConfigError(`hsms.${name}.capabilities.gcmIv '${rest.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`);
