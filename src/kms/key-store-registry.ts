@@ -83,7 +83,7 @@ export class KeyStoreRegistry {
     private readonly opts: KeyStoreRegistryOptions,
   ) {
     this.retryInitialMs = opts.retryInitialMs ?? 250;
-    this.retryMaxMs = opts.retryMaxMs ?? 5000;
+    this.retryMaxMs = opts.retryMaxMs ?? 15_000;
     this.drainMs = opts.drainMs ?? 10_000;
     this.monitor = setInterval(() => this.checkTokens(), opts.healthIntervalMs ?? 1000);
     this.monitor.unref();
