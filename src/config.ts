@@ -61,6 +61,22 @@ const MetricsSchema = z
     bearerToken: SecretSource.optional(),
   })
   .strict();
+/**
+ * A named HSM a custom key store can be connected to (CreateCustomKeyStore's CloudHsmClusterId).
+ * The same shape as `hsm`, except that the PIN is not configured: it is the key store's
+ * KeyStorePassword, given through the API and kept sealed in the metadata store. The name
+ * follows AWS's CloudHsmClusterId pattern, because the AWS CLI and SDKs check its length.
+ */
+export const HSM_NAME = /^cluster-[2-7a-zA-Z]{11,16}$/;
+const NamedHsmSchema = HsmSchema.omit({ pin: true, tokenLabel: true })
+  .extend({
+    tokenLabel: z.string().min(1).max(32),
+    /** PEM file of the HSM's trust anchor; when set, CreateCustomKeyStore's TrustAnchorCertificate must match it. */
+    trustAnchorCertificate: z.object({ file: z.string().min(1) }).strict().optional(),
+  })
+  .strict();
+/** Names are checked in loadHsms (zod reports a bad record key only as "Invalid key in record"). */
+const HsmsSchema = z.record(z.string(), NamedHsmSchema);
 
 const FileSchema = z
   .object({
@@ -74,6 +90,7 @@ const FileSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
     schedulerIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     hsm: HsmSchema.prefault({}),
+    hsms: HsmsSchema.default({}),
     admin: z
       .object({ accessKeyId: z.string().min(16).max(128).optional(), secretAccessKey: SecretSource.optional() })
       .strict()
@@ -95,6 +112,8 @@ export interface Config {
   /** How often the key-lifecycle scheduler looks for due rotations, deletions and expiries. */
   schedulerIntervalMs: number;
   hsm: Omit<z.output<typeof HsmSchema>, 'pin' | '$comment'> & { pin: Secret };
+  /** Named HSMs for custom key stores (see NamedHsmSchema), by name. */
+  hsms: Record<string, NamedHsm>;
   admin: { accessKeyId: string; secretAccessKey: Secret };
   /** The XKS proxy listener (src/api/xks), when enabled. */
   xks?: XksConfig | undefined;
@@ -107,6 +126,60 @@ export const DEV_ADMIN_ACCESS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE';
 export const DEV_ADMIN_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 
 export class ConfigError extends Error {}
+
+export type NamedHsm = Omit<z.output<typeof NamedHsmSchema>, '$comment' | 'trustAnchorCertificate'> & {
+  /** PEM text of the trust anchor, when configured. */
+  trustAnchorCertificate?: string | undefined;
+};
+
+/** `hsms` from the file, overlaid by P11KMS_HSMS (a JSON object of the same shape), checked. */
+function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv, defaultHsm: { module: string; tokenLabel: string }) {
+  let merged = fileHsms;
+  if (env.P11KMS_HSMS) {
+    let json: unknown;
+    try {
+      json = JSON.parse(env.P11KMS_HSMS);
+    } catch (e) {
+      throw new ConfigError(`P11KMS_HSMS is not valid JSON: ${(e as Error).message}`);
+    }
+    const parsed = HsmsSchema.safeParse(json);
+    if (!parsed.success) {
+      const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+      throw new ConfigError(`Invalid P11KMS_HSMS: ${detail}`);
+    }
+    merged = { ...fileHsms, ...parsed.data };
+  }
+  const out: Record<string, NamedHsm> = {};
+  const seen = new Map<string, string>();
+  seen.set(`${defaultHsm.module}\u0000${defaultHsm.tokenLabel}`, 'hsm');
+  for (const [name, h] of Object.entries(merged)) {
+    if (!HSM_NAME.test(name)) {
+      throw new ConfigError(
+        `hsms: '${name}' is not a valid HSM name; names follow the CloudHsmClusterId pattern cluster-[2-7a-zA-Z]{11,16} (the AWS CLI refuses shorter ids)`,
+      );
+    }
+    const { $comment: _, trustAnchorCertificate, ...rest } = h;
+    if (rest.capabilities.gcmIv !== 'caller') {
+      throw new ConfigError(`hsms.${name}.capabilities.gcmIv '${rest.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`);
+    }
+    const where = `${rest.module}\u0000${rest.tokenLabel}`;
+    const other = seen.get(where);
+    if (other) {
+      throw new ConfigError(`hsms.${name} names the same token as ${other} (module ${rest.module}, label '${rest.tokenLabel}'); each HSM needs its own token`);
+    }
+    seen.set(where, `hsms.${name}`);
+    let pem: string | undefined;
+    if (trustAnchorCertificate) {
+      try {
+        pem = readFileSync(trustAnchorCertificate.file, 'utf8');
+      } catch {
+        throw new ConfigError(`hsms.${name}.trustAnchorCertificate: cannot read ${trustAnchorCertificate.file}`);
+      }
+    }
+    out[name] = { ...rest, trustAnchorCertificate: pem };
+  }
+  return out;
+}
 
 function readSecret(source: z.infer<typeof SecretSource>, what: string, env: NodeJS.ProcessEnv): Secret {
   if ('env' in source) {
@@ -184,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logLevel: env.P11KMS_LOG_LEVEL || f.logLevel || 'info',
     schedulerIntervalMs: intFromEnv(env, 'P11KMS_SCHEDULER_INTERVAL_MS') ?? f.schedulerIntervalMs ?? 60_000,
     hsm: { ...hsm, pin },
+    hsms: loadHsms(f.hsms, env, hsm),
     admin: {
       accessKeyId: env.P11KMS_ADMIN_ACCESS_KEY_ID || f.admin.accessKeyId || DEV_ADMIN_ACCESS_KEY_ID,
       secretAccessKey,

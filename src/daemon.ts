@@ -18,6 +18,7 @@ import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';
 import { Token } from './hsm/token.js';
 import type { KmsDeps } from './kms/context.js';
+import { KeyStoreRegistry } from './kms/key-store-registry.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
@@ -29,6 +30,8 @@ import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.
 export interface Daemon {
   deps: KmsDeps;
   token: Token;
+  /** Custom key stores: the tokens of connected stores and their connection states. */
+  keyStores: KeyStoreRegistry;
   reconciled: ReconcileReport;
   /** Key-lifecycle scheduler (rotation, deletion, expiry); already started. */
   scheduler: LifecycleScheduler;
@@ -97,6 +100,12 @@ export async function startDaemon(
   log.info({ ...reconciled }, 'start-up reconciliation done');
   const importKeys = await reconcileImportKeys(deps);
   if (importKeys.orphansDestroyed || importKeys.rowsRemoved) log.info({ ...importKeys }, 'import wrapping keys reconciled');
+  // One SecretBox for credentials and key store passwords: both seal under the same token key.
+  const secretBox = new SecretBox(token);
+  // Custom key stores the operator left connected connect again, each reconciled with its token.
+  const keyStores = new KeyStoreRegistry(deps, { hsms: config.hsms, secretBox });
+  deps.keyStores = keyStores;
+  await keyStores.start();
   // One tick before serving catches up on what fell due while the daemon was down.
   const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
   await scheduler.runOnce();
@@ -105,7 +114,7 @@ export async function startDaemon(
   }
   if (config.metrics.enabled) bindMetrics({ token, store, audit: trail && (() => trail.status()) });
 
-  const credentials = new CredentialRegistry(store, new SecretBox(token), log);
+  const credentials = new CredentialRegistry(store, secretBox, log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
   await credentials.load();
   deps.authz = new Authz({ store, clock, region: config.region, log }, credentials);
@@ -117,7 +126,7 @@ export async function startDaemon(
     res.setHeader('x-amzn-RequestId', randomUUID());
     next();
   });
-  app.use(healthRouter(token));
+  app.use(healthRouter(token, keyStores));
   if (config.metrics.enabled) app.use(metricsRouter(config.metrics.bearerToken));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });
@@ -165,6 +174,7 @@ export async function startDaemon(
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix), xks?.stop()]);
       await scheduler.stop();
+      await keyStores.stop();
       await trail?.close();
       unbindMetrics();
       token.close();
@@ -172,7 +182,7 @@ export async function startDaemon(
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, reconciled, scheduler, audit: trail, port, socketPath: config.socketPath, xks, stop };
+  return { deps, token, keyStores, reconciled, scheduler, audit: trail, port, socketPath: config.socketPath, xks, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {

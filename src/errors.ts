@@ -51,6 +51,15 @@ export const Errors = {
   incorrectKeyMaterial: make('IncorrectKeyMaterialException'),
   expiredImportToken: make('ExpiredImportTokenException'),
   invalidImportToken: make('InvalidImportTokenException'),
+  // Custom key stores (issue #6)
+  customKeyStoreNotFound: make('CustomKeyStoreNotFoundException'),
+  customKeyStoreInvalidState: make('CustomKeyStoreInvalidStateException'),
+  customKeyStoreNameInUse: make('CustomKeyStoreNameInUseException'),
+  customKeyStoreHasCMKs: make('CustomKeyStoreHasCMKsException'),
+  cloudHsmClusterNotFound: make('CloudHsmClusterNotFoundException'),
+  cloudHsmClusterInUse: make('CloudHsmClusterInUseException'),
+  cloudHsmClusterNotRelated: make('CloudHsmClusterNotRelatedException'),
+  incorrectTrustAnchor: make('IncorrectTrustAnchorException'),
   // Authentication (SigV4)
   unrecognizedClient: make('UnrecognizedClientException'),
   invalidSignature: make('InvalidSignatureException'),

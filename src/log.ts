@@ -14,7 +14,7 @@ export function createLogger(level = process.env.P11KMS_LOG_LEVEL ?? 'info'): Lo
       paths: [
         'pin', '*.pin', 'secret', '*.secret', 'secretAccessKey', '*.secretAccessKey',
         'Plaintext', '*.Plaintext', 'plaintext', '*.plaintext', 'authorization', '*.authorization',
-        'headers.authorization',
+        'headers.authorization', 'KeyStorePassword', '*.KeyStorePassword',
       ],
       censor: '[redacted]',
     },

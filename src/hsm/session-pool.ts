@@ -30,6 +30,7 @@ export class SessionPool<S> {
   private total = 0;
   private generation = 0;
   private closed = false;
+  private closedError: () => Error = () => Errors.dependencyTimeout('The key store is shutting down.');
 
   constructor(private readonly opts: PoolOptions<S>) {}
 
@@ -44,7 +45,7 @@ export class SessionPool<S> {
   }
 
   acquire(): Promise<Pooled<S>> {
-    if (this.closed) return Promise.reject(Errors.dependencyTimeout('The key store is shutting down.'));
+    if (this.closed) return Promise.reject(this.closedError());
     const ready = this.idle.pop();
     if (ready) return Promise.resolve(ready);
     if (this.total < this.opts.max) {
@@ -102,12 +103,13 @@ export class SessionPool<S> {
     for (const p of this.idle.splice(0)) this.discard(p);
   }
 
-  close(): void {
+  close(error: () => Error = () => Errors.dependencyTimeout('The key store is shutting down.')): void {
     this.closed = true;
+    this.closedError = error;
     this.invalidate();
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer);
-      w.reject(Errors.dependencyTimeout('The key store is shutting down.'));
+      w.reject(error());
     }
   }
 

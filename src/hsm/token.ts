@@ -10,7 +10,7 @@ import {
 } from './asymmetric.js';
 import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
 import { failedPhase, TokenExecutor } from './executor.js';
-import { loadModule, reinitializeModule, type LoadedModule } from './module.js';
+import { enterModule, leaveModule, loadModule, reinitializeModule, type LoadedModule } from './module.js';
 import { SessionPool, type Pooled } from './session-pool.js';
 
 type Handle = Buffer;
@@ -32,6 +32,24 @@ export interface TokenOptions {
   onRecovered?: (attempts: number) => void;
   /** Worker threads for AES-GCM calls (see executor.ts); 0 keeps them on the event loop + libuv pool. Default: max(2, CPUs). */
   workerThreads?: number;
+  /**
+   * Set for tokens whose loss someone else handles (custom key stores): the token then never
+   * reinitializes the module itself and never retries with backoff. When its sessions are lost
+   * and one plain re-login fails, or when it is found missing, it calls onLost once and refuses
+   * further work; the owner closes it and reconnects (src/kms/key-store-registry.ts).
+   */
+  onLost?: (reason: unknown) => void;
+}
+
+/** Token.open failed: carries the PKCS#11 return value (never the PIN) so callers can classify it. */
+export class TokenOpenError extends KmsError {
+  constructor(
+    message: string,
+    readonly ckr: number | undefined,
+    readonly kind: 'not-found' | 'mechanisms' | 'pkcs11',
+  ) {
+    super('KMSInternalException', message, 500);
+  }
 }
 
 export type TokenState = 'ready' | 'recovering' | 'down' | 'closed';
@@ -48,6 +66,9 @@ const RW_SESSION = pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION;
 const GCM_TAG_BYTES = 16;
 /** Metric labels for the signing schemes' PKCS#11 mechanisms. */
 const SIGN_MECHANISM_NAMES: Record<SignScheme, string> = { 'rsa-pkcs1': 'CKM_RSA_PKCS', 'rsa-pss': 'CKM_RSA_PKCS_PSS', ecdsa: 'CKM_ECDSA' };
+/** Session states after C_Login (PKCS#11 CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS). */
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
 /** What symmetric KMS keys need from a token; checked once at start-up rather than on first use. */
 const REQUIRED_MECHANISMS: [string, number][] = [
   ['CKM_AES_KEY_GEN', pkcs11js.CKM_AES_KEY_GEN],
@@ -68,6 +89,12 @@ export class Token {
   private _state: TokenState = 'ready';
   private _recoveries = 0;
   private readonly exec: TokenExecutor | undefined;
+  /** Operations of this token in flight (drain() waits for them). */
+  private inflight = 0;
+  private drained: (() => void) | undefined;
+  private closedError: () => KmsError = () => Errors.dependencyTimeout('The key store is shutting down.');
+  private lostReported = false;
+  private readonly onReinitialized = () => this.afterModuleReinitialized();
 
   private constructor(
     private readonly mod: LoadedModule,
@@ -84,6 +111,7 @@ export class Token {
       close: (s) => this.p.C_CloseSession(s),
     });
     this.exec = opts.workerThreads === 0 ? undefined : new TokenExecutor(mod.path, opts.workerThreads);
+    mod.listeners.add(this.onReinitialized);
   }
 
   /** Connects and logs in; throws a clear error (without the PIN) when that is impossible. */
@@ -93,8 +121,13 @@ export class Token {
       return new Token(mod, opts, log);
     } catch (e) {
       if (e instanceof KmsError) throw e;
-      throw Errors.internal(`Cannot open token '${opts.tokenLabel}': ${ckrName(ckrOf(e))}`);
+      throw new TokenOpenError(`Cannot open token '${opts.tokenLabel}': ${ckrName(ckrOf(e))}`, ckrOf(e), 'pkcs11');
     }
+  }
+
+  /** The loaded module this token is on (shared with other tokens of the same library). */
+  get module(): LoadedModule {
+    return this.mod;
   }
 
   private get p(): pkcs11js.PKCS11 {
@@ -116,14 +149,24 @@ export class Token {
 
   /** The one slot whose token has our label (slot ids change when tokens are initialised). */
   private findSlot(): Handle {
-    const slots = this.p.C_GetSlotList(true).filter((s) => this.p.C_GetTokenInfo(s).label.trim() === this.opts.tokenLabel);
-    if (slots.length === 0) throw Errors.internal(`No token labelled '${this.opts.tokenLabel}' in module ${this.opts.module}`);
+    // One broken slot (SoftHSM2 answers CKR_GENERAL_ERROR for a token whose files vanished) must
+    // not hide the others, which may belong to other tokens on the same module.
+    const slots = this.p.C_GetSlotList(true).filter((s) => {
+      try {
+        return this.p.C_GetTokenInfo(s).label.trim() === this.opts.tokenLabel;
+      } catch {
+        return false;
+      }
+    });
+    if (slots.length === 0) {
+      throw new TokenOpenError(`No token labelled '${this.opts.tokenLabel}' in module ${this.opts.module}`, undefined, 'not-found');
+    }
     if (slots.length > 1) throw Errors.internal(`More than one token is labelled '${this.opts.tokenLabel}'; labels must be unique`);
     const slot = slots[0] as Handle;
     const mechanisms = new Set(this.p.C_GetMechanismList(slot));
     this.mechanismSet = mechanisms;
     for (const [name, m] of REQUIRED_MECHANISMS) {
-      if (!mechanisms.has(m)) throw Errors.unsupported(`Token '${this.opts.tokenLabel}' does not support ${name}`);
+      if (!mechanisms.has(m)) throw new TokenOpenError(`Token '${this.opts.tokenLabel}' does not support ${name}`, undefined, 'mechanisms');
     }
     return slot;
   }
@@ -151,10 +194,21 @@ export class Token {
    * token is recovered and the operation tried once more; a stale cached handle is looked up again.
    */
   private async run<T>(op: (session: Handle) => Promise<T> | T, mechanism = 'none', operation = 'other'): Promise<T> {
+    this.inflight++;
+    try {
+      return await this.attempt(op, mechanism, operation);
+    } finally {
+      this.inflight--;
+      if (this.inflight === 0) this.drained?.();
+    }
+  }
+
+  private async attempt<T>(op: (session: Handle) => Promise<T> | T, mechanism: string, operation: string): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      if (this._state === 'closed') throw Errors.dependencyTimeout('The key store is shutting down.');
+      if (this._state === 'closed') throw this.closedError();
       if (this._state !== 'ready') await this.awaitRecovery();
       let pooled: Pooled<Handle> | undefined;
+      await enterModule(this.mod);
       try {
         pooled = await this.pool.acquire();
         const started = this.opts.observe ? process.hrtime.bigint() : undefined;
@@ -170,7 +224,14 @@ export class Token {
         return result;
       } catch (e) {
         if (pooled) this.pool.release(pooled, !(e instanceof AuthenticationFailed || e instanceof KmsError));
-        if (e instanceof KmsError || e instanceof AuthenticationFailed) throw e;
+        if (this.isClosed()) throw this.closedError();
+        if (e instanceof AuthenticationFailed) throw e;
+        if (e instanceof KmsError) {
+          // A missing object can mean a missing token (SoftHSM2 keeps the session of a token
+          // whose files were removed, and finds nothing in it).
+          if (e.code === 'KeyUnavailableException' && this.opts.onLost && !this.isPresent()) throw this.lost(e);
+          throw e;
+        }
         if (isStaleHandle(e) && attempt === 0) {
           this.handles.clear();
           continue;
@@ -179,15 +240,93 @@ export class Token {
           this.log.warn({ ckr: ckrName(ckrOf(e)), token: this.opts.tokenLabel }, 'token session lost; recovering');
           void this.recover(isModuleLost(e));
           if (attempt === 0) continue;
+          if (this.isClosed()) throw this.closedError();
           throw Errors.dependencyTimeout('The key store is temporarily unavailable; the daemon is reconnecting.');
         }
+        if (this.opts.onLost && !this.isPresent()) throw this.lost(e);
         this.log.error({ ckr: ckrName(ckrOf(e)), err: (e as Error).message }, 'token operation failed');
         throw Errors.internal(`The key store failed the operation (${ckrName(ckrOf(e))}).`);
+      } finally {
+        leaveModule(this.mod);
       }
     }
   }
 
+  /** A method, so that TypeScript does not narrow the state across awaits. */
+  private isClosed(): boolean {
+    return this._state === 'closed';
+  }
+
+  /** Reports the loss once to the owner (custom key stores) and returns the error for the caller. */
+  private lost(reason: unknown): KmsError {
+    if (!this.lostReported && this._state !== 'closed') {
+      this.lostReported = true;
+      this._state = 'down';
+      this.log.warn({ token: this.opts.tokenLabel, reason: describeReason(reason) }, 'token lost');
+      this.opts.onLost?.(reason);
+    }
+    return this._state === 'closed' ? this.closedError() : Errors.dependencyTimeout('The key store is unavailable.');
+  }
+
+  /**
+   * Whether the token is still there and this process is logged in to it: C_GetTokenInfo on
+   * its slot answers with its label, and the login session is in a user state.
+   */
+  isPresent(): boolean {
+    if (this._state === 'closed' || !this.loginSession) return false;
+    try {
+      if (this.p.C_GetTokenInfo(this.slot).label.trim() !== this.opts.tokenLabel) return false;
+      const state = this.p.C_GetSessionInfo(this.loginSession).state;
+      return state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * For owners that watch the token (custom key stores): reports the loss when the token is gone.
+   * Returns whether it is present.
+   */
+  checkPresent(): boolean {
+    if (this._state === 'closed' || this.recovering) return this._state !== 'closed';
+    if (this.isPresent()) return true;
+    if (this.opts.onLost && this._state === 'ready') this.lost(new Error('token not present'));
+    return false;
+  }
+
+  /** Waits until no operation of this token is in flight, or the time is up; returns whether it drained. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    if (this.inflight === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const ok = await new Promise<boolean>((resolve) => {
+      this.drained = () => resolve(true);
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    clearTimeout(timer);
+    this.drained = undefined;
+    return ok;
+  }
+
+  /** The module was reinitialized (by this token or another on the same module): log in again. */
+  private afterModuleReinitialized(): void {
+    if (this._state === 'closed') return;
+    this.handles.clear();
+    this.pool.invalidate();
+    this.loginSession = undefined; // its handle died with C_Finalize
+    if (this.recovering) return; // the recovery loop in progress logs in itself
+    try {
+      this.slot = this.findSlot();
+      this.login();
+      this._state = 'ready';
+    } catch (e) {
+      this.log.warn({ token: this.opts.tokenLabel, reason: describeReason(e) }, 'login after module reinitialization failed');
+      void this.recover(false);
+    }
+  }
+
   private async awaitRecovery(): Promise<void> {
+    // A token whose owner handles its loss is not retried here: the owner reconnects it.
+    if (this.opts.onLost && this._state === 'down') throw this.lost(new Error('token not available'));
     const pending = this.recovering ?? this.recover(false);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
@@ -203,6 +342,8 @@ export class Token {
   /** Single-flight reconnect with exponential backoff; reinitializes the module when needed. */
   recover(moduleLost: boolean): Promise<void> {
     if (this.recovering) return this.recovering;
+    if (this._state === 'closed') return Promise.resolve();
+    if (this.opts.onLost) return this.recoverOnce();
     this._state = 'recovering';
     this.handles.clear();
     this.pool.invalidate();
@@ -212,7 +353,10 @@ export class Token {
         try {
           this.dropLoginSession();
           // A plain re-login first; if that keeps failing, the module itself may need a restart.
-          if (moduleLost || attempt >= 2) reinitializeModule(this.mod);
+          if (moduleLost || attempt >= 2) {
+            await reinitializeModule(this.mod);
+            if (this._state === 'ready') return; // logged in again by afterModuleReinitialized
+          }
           this.slot = this.findSlot();
           this.login();
           this._state = 'ready';
@@ -227,6 +371,32 @@ export class Token {
           await new Promise((r) => setTimeout(r, delay).unref());
           delay = Math.min(delay * 2, 5000);
         }
+      }
+    })().finally(() => {
+      this.recovering = undefined;
+    });
+    return this.recovering;
+  }
+
+  /**
+   * Recovery of a token whose loss its owner handles: one plain re-login (sessions closed under
+   * us, as after C_CloseAllSessions), never a module reinitialization; if it fails, onLost.
+   */
+  private recoverOnce(): Promise<void> {
+    this._state = 'recovering';
+    this.handles.clear();
+    this.pool.invalidate();
+    this.recovering = (async () => {
+      try {
+        this.dropLoginSession();
+        this.slot = this.findSlot();
+        this.login();
+        this._state = 'ready';
+        this._recoveries++;
+        this.log.info({ token: this.opts.tokenLabel }, 'token recovered');
+      } catch (e) {
+        this._state = 'down';
+        this.lost(e);
       }
     })().finally(() => {
       this.recovering = undefined;
@@ -384,11 +554,24 @@ export class Token {
     }
   }
 
-  /** Closes every session and logs out; the module is finalized by closeModules(). */
-  close(): void {
+  /**
+   * Closes every session; closing the last one logs the token out (PKCS#11), so the next login
+   * checks the PIN again. The module is finalized by closeModules(). `error` is what calls
+   * made from now on (and callers still waiting for a session) get.
+   */
+  close(error?: () => KmsError): void {
+    if (error) this.closedError = error;
     this._state = 'closed';
     void this.exec?.close();
-    this.pool.close();
+    this.mod.listeners.delete(this.onReinitialized);
+    this.pool.close(this.closedError);
+    if (this.loginSession) {
+      try {
+        this.p.C_Logout(this.loginSession);
+      } catch {
+        /* not logged in, or the token is gone */
+      }
+    }
     this.dropLoginSession();
   }
 
@@ -1027,4 +1210,12 @@ const CHECK_DOMAIN = 'p11kms:key-material-check:v1';
 function readUlong(b: Buffer): number {
   if (b.length >= 8) return Number(b.readBigUInt64LE(0));
   return b.readUInt32LE(0);
+}
+
+/** A loss reason for logs: a PKCS#11 return value's name or an error message (never secrets). */
+export function describeReason(reason: unknown): string {
+  if (reason instanceof KmsError) return reason.message;
+  const code = ckrOf(reason);
+  if (code !== undefined) return ckrName(code);
+  return reason instanceof Error ? reason.message : String(reason);
 }

@@ -4,6 +4,7 @@ import type { Audit } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
+import type { KeyStoreRegistry } from './key-store-registry.js';
 import type { MetadataStore } from '../store/types.js';
 
 /** Who is calling, as established by a front door's authentication. */
@@ -38,6 +39,11 @@ export interface KmsDeps {
   authz?: Authz | undefined;
   /** The audit trail: front doors record each call, background jobs each action (src/audit). */
   audit: Audit;
+  /**
+   * Custom key stores (issue #6): the tokens of connected stores. `token` above is the default
+   * token; a key with a customKeyStoreId lives in its store's token (see token-for.ts).
+   */
+  keyStores?: KeyStoreRegistry | undefined;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

@@ -6,10 +6,12 @@ import { AuthenticationFailed } from '../hsm/token.js';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
 import { encodeCiphertext, encodeHeader, IV_BYTES, parseCiphertext } from './ciphertext.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
+import { connectedStoreToken } from './key-stores.js';
 import { canonicalEncryptionContext } from './encryption-context.js';
 import { requireUsable, resolveKey } from './key-ref.js';
 import { isRsa } from './key-specs.js';
 import { materialOf } from './material.js';
+import { tokenFor, withStoreState } from './token-for.js';
 import { decryptWithPrivateKey, encryptWithPublicKey, refuseRsaReEncrypt } from './public-key-encryption.js';
 import {
   blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, str,
@@ -52,7 +54,7 @@ export async function seal(deps: KmsDeps, key: KeyRecord, plaintext: Buffer, ec:
   const header = encodeHeader(key.keyId, material.version);
   const iv = randomFillSync(Buffer.allocUnsafe(IV_BYTES));
   const aad = Buffer.concat([header, canonicalEncryptionContext(ec)]);
-  const sealed = await deps.token.encryptGcm(material.objectId, iv, aad, plaintext);
+  const sealed = await tokenFor(deps, key).encryptGcm(material.objectId, iv, aad, plaintext);
   return { blob: encodeCiphertext(header, iv, sealed), material };
 }
 
@@ -78,7 +80,8 @@ async function open(
 ): Promise<Opened> {
   const parsed = parseCiphertext(ciphertext);
   const expected = expectedKeyId === undefined ? undefined : resolveKey(deps, ctx, expectedKeyId);
-  const key = deps.store.getKey(parsed.keyId);
+  const stored = deps.store.getKey(parsed.keyId);
+  const key = stored && withStoreState(deps, stored);
   if (!key || key.state === 'Creating') {
     if (expected) throw Errors.incorrectKey('The key ID in the request does not identify a KMS key that can perform this operation.');
     throw Errors.invalidCiphertext('The ciphertext refers to a KMS key that does not exist or that you cannot access.');
@@ -94,7 +97,7 @@ async function open(
   dryRun(dry);
   const aad = Buffer.concat([parsed.header, canonicalEncryptionContext(ec)]);
   try {
-    const plaintext = await deps.token.decryptGcm(material.objectId, parsed.iv, aad, parsed.sealed);
+    const plaintext = await tokenFor(deps, key).decryptGcm(material.objectId, parsed.iv, aad, parsed.sealed);
     return { key, material, plaintext };
   } catch (e) {
     if (e instanceof AuthenticationFailed) {
@@ -242,10 +245,9 @@ export const GenerateRandom = operation(
   z.object({ NumberOfBytes: NUMBER_OF_BYTES, CustomKeyStoreId: str(1, 64).optional(), Recipient: RECIPIENT }),
   async (deps, ctx, input) => {
     refuseRecipient(input.Recipient);
-    if (input.CustomKeyStoreId !== undefined) {
-      throw Errors.unsupported('Custom key stores are not supported by this key store.');
-    }
     authorize(ctx, 'GenerateRandom');
-    return { Plaintext: await deps.token.random(input.NumberOfBytes) };
+    // With CustomKeyStoreId the bytes come from that store's token (AWS: its CloudHSM cluster).
+    const token = input.CustomKeyStoreId === undefined ? deps.token : connectedStoreToken(deps, ctx, input.CustomKeyStoreId);
+    return { Plaintext: await token.random(input.NumberOfBytes) };
   },
 );

@@ -52,19 +52,30 @@ export const CancelKeyDeletion = operation(z.object({ KeyId: KEY_ID }), (deps, c
  */
 export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolean> {
   return withKeyLock(deps.store, keyId, async () => {
-    const { store, token } = deps;
+    const { store } = deps;
     const key = store.getKey(keyId);
     const now = deps.clock.now().getTime();
     if (!key || key.state !== 'PendingDeletion' || key.deletionDate === undefined || key.deletionDate > now) return false;
-    // Every object of the key: the rows name them; the label scan also finds any the rows lost.
-    const ids = new Map<string, Buffer>();
-    for (const m of store.listMaterials(keyId)) ids.set(m.objectId.toString('hex'), m.objectId);
-    for (const t of store.lifecycle.listImportTokens(keyId)) ids.set(t.tokenId.toString('hex'), t.tokenId);
-    for (const prefix of [`${LABEL_PREFIX}${keyId}:`, `${IMPORT_LABEL_PREFIX}${keyId}`]) {
-      for (const o of await token.listObjects(prefix)) ids.set(o.id.toString('hex'), o.id);
-    }
+    // A key in a custom key store that is not connected is deleted all the same; as in AWS, its
+    // material stays in the token (orphaned) and is destroyed when the store connects again
+    // (reconcileKeyStore recognises it by the deletion record written below).
+    const token = key.customKeyStoreId !== undefined ? deps.keyStores?.connectedToken(key.customKeyStoreId) : deps.token;
     let destroyed = 0;
-    for (const id of ids.values()) destroyed += await token.destroy(id);
+    if (token) {
+      // Every object of the key: the rows name them; the label scan also finds any the rows lost.
+      const ids = new Map<string, Buffer>();
+      for (const m of store.listMaterials(keyId)) ids.set(m.objectId.toString('hex'), m.objectId);
+      for (const t of store.lifecycle.listImportTokens(keyId)) ids.set(t.tokenId.toString('hex'), t.tokenId);
+      for (const prefix of [`${LABEL_PREFIX}${keyId}:`, `${IMPORT_LABEL_PREFIX}${keyId}`]) {
+        for (const o of await token.listObjects(prefix)) ids.set(o.id.toString('hex'), o.id);
+      }
+      for (const id of ids.values()) destroyed += await token.destroy(id);
+    } else {
+      deps.log.warn(
+        { keyId, customKeyStoreId: key.customKeyStoreId },
+        'key in a disconnected custom key store deleted; its key material stays in the token until the store connects',
+      );
+    }
     store.transaction(() => {
       // Aliases, tags, versions, rotation settings, material history and import tokens reference
       // keys(key_id) ON DELETE CASCADE. Grants (issue #3) must do the same, or be removed here.

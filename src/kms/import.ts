@@ -13,6 +13,7 @@ import { checkKeyState } from './key-states.js';
 import { LABEL_PREFIX, objectIdFor } from './material.js';
 import { nextVersion } from './rotation.js';
 import { blob, KEY_ID, oneOf, str, timestamp } from './validation.js';
+import { tokenFor } from './token-for.js';
 
 /**
  * Imported key material (Origin EXTERNAL, "bring your own key").
@@ -154,7 +155,7 @@ export const GetParametersForImport = operation(
       checkKeyState(current, 'GetParametersForImport');
       const outstanding = deps.store.lifecycle.listImportTokens(key.keyId);
       for (const old of outstanding.slice(0, Math.max(0, outstanding.length - MAX_IMPORT_TOKENS_PER_KEY + 1))) {
-        await deps.token.destroy(old.tokenId);
+        await tokenFor(deps, key).destroy(old.tokenId);
         deps.store.lifecycle.deleteImportToken(old.tokenId);
       }
       // Row first, then the key pair: a crash in between leaves a row without an object, which
@@ -164,7 +165,7 @@ export const GetParametersForImport = operation(
         createdAt: now, expiresAt,
       });
       try {
-        return await deps.token.generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits);
+        return await tokenFor(deps, key).generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits);
       } catch (e) {
         deps.store.lifecycle.deleteImportToken(tokenId);
         throw e;
@@ -229,7 +230,7 @@ export const ImportKeyMaterial = operation(
       if (!current) throw Errors.notFound(`Key '${key.arn}' does not exist`);
       checkKeyState(current, 'ImportKeyMaterial');
       // First unwrap into a session object, only to learn which material this is.
-      const check = await unwrapMapped(() => deps.token.unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial));
+      const check = await unwrapMapped(() => tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial));
       const materialId = createHash('sha256').update(uuidToBytes(key.keyId)).update(check).digest('hex');
       const imported = deps.store.lifecycle.listMaterialInfo(key.keyId).filter((i) => i.imported);
       const known = imported.find((i) => i.materialId === materialId);
@@ -269,12 +270,12 @@ export const ImportKeyMaterial = operation(
         store.addPendingMaterial({ keyId: key.keyId, version, materialId, objectId, state: 'pending', createdAt: now });
         try {
           const again = await unwrapMapped(() =>
-            deps.token.unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial, {
+            tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial, {
               id: objectId, label: `${LABEL_PREFIX}${key.keyId}:v${version}`,
             }),
           );
           if (!again.equals(check)) {
-            await deps.token.destroy(objectId);
+            await tokenFor(deps, key).destroy(objectId);
             throw Errors.internal('The key store unwrapped different key material from the same request.');
           }
         } catch (e) {
@@ -370,7 +371,7 @@ async function removeImportedMaterial(deps: KmsDeps, key: KeyRecord, info: Mater
       if (latest.state !== next) store.updateKey(key.keyId, { state: next });
     }
   });
-  if (row) await deps.token.destroy(row.objectId);
+  if (row) await tokenFor(deps, key).destroy(row.objectId);
   deps.log.info({ keyId: key.keyId, version: info.version, reason }, 'imported key material removed from the token');
 }
 

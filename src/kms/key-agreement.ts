@@ -6,6 +6,7 @@ import { operation } from './context.js';
 import { kindOf, requireAlgorithm, specInfo } from './key-specs.js';
 import { dryRunStop, keyFor, noRecipient } from './key-use.js';
 import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf, str } from './validation.js';
+import { tokenFor } from './token-for.js';
 
 /**
  * DeriveSharedSecret: ECDH (CKM_ECDH1_DERIVE, no KDF) between a KEY_AGREEMENT key's private
@@ -54,7 +55,7 @@ export const DeriveSharedSecret = operation(
     if (kind.type !== 'ec') throw Errors.internal(`${key.keySpec} is not an elliptic-curve key spec.`);
     const point = peerPoint(input.PublicKey, kind.curve);
     dryRunStop(input.DryRun);
-    const secret = await deps.token.deriveEcdh(material.objectId, kind.curve, point);
+    const secret = await tokenFor(deps, key).deriveEcdh(material.objectId, kind.curve, point);
     return { KeyId: key.arn, SharedSecret: secret, KeyAgreementAlgorithm: 'ECDH', KeyOrigin: key.origin };
   },
 );

@@ -2,9 +2,12 @@ import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
 import { importedKeyMetadata } from './import.js';
 import { keyAlgorithms } from './key-specs.js';
+import { withStoreState } from './token-for.js';
 
 /** The KeyMetadata structure AWS returns from CreateKey and DescribeKey. */
-export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
+export function keyMetadata(deps: KmsDeps, stored: KeyRecord) {
+  const key = withStoreState(deps, stored);
+  const store = key.customKeyStoreId === undefined ? undefined : deps.store.keyStores.get(key.customKeyStoreId);
   const current = deps.store.getMaterial(key.keyId, key.currentVersion);
   return {
     AWSAccountId: key.accountId,
@@ -22,6 +25,9 @@ export function keyMetadata(deps: KmsDeps, key: KeyRecord) {
     KeySpec: key.keySpec,
     ...keyAlgorithms(deps, key),
     MultiRegion: false,
+    // Keys in an AWS CloudHSM key store (issue #6): the store, and the HSM (cluster) it is connected to.
+    CustomKeyStoreId: key.customKeyStoreId,
+    CloudHsmClusterId: store?.hsmName,
     CurrentKeyMaterialId: current?.state === 'active' ? current.materialId : undefined,
     // Origin EXTERNAL: ExpirationModel, ValidTo, and the current material id even while it is not imported.
     ...importedKeyMetadata(deps, key),

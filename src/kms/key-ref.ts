@@ -3,6 +3,7 @@ import type { KeyRecord } from '../store/types.js';
 import { aliasArn, keyArn, parseKmsArn, UUID } from './arn.js';
 import type { KmsDeps, RequestContext } from './context.js';
 import { checkKeyState } from './key-states.js';
+import { withStoreState } from './token-for.js';
 
 /**
  * Resolves a KeyId parameter: key id, key ARN, and (where the operation allows) alias name or
@@ -32,7 +33,7 @@ export function resolveKey(deps: KmsDeps, ctx: RequestContext, ref: string, allo
   if (!key || key.accountId !== accountId || key.state === 'Creating') {
     throw Errors.notFound(`Key '${keyArn(deps.region, accountId, keyId)}' does not exist`);
   }
-  return key;
+  return withStoreState(deps, key);
 }
 
 /** Cryptographic use needs an Enabled key, with AWS's error for each other state (see key-states.ts). */

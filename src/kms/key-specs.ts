@@ -2,6 +2,7 @@ import { Errors } from '../errors.js';
 import { EXTRA_MECHANISMS, type Capability, type HashName, type KeyKind, type SignScheme } from '../hsm/asymmetric.js';
 import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
+import { tokenFor } from './token-for.js';
 
 /**
  * Key specs, the usages each allows, the algorithms each offers, and what each needs from the
@@ -187,11 +188,11 @@ export async function generateAsymmetricMaterial(deps: KmsDeps, key: KeyRecord, 
   const kind = kindOf(key);
   if (kind.type === 'hmac') {
     // AWS's HMAC keys are as long as the digest: 224, 256, 384 or 512 bits.
-    await deps.token.generateHmacKey(objectId, label, Number(key.keySpec.slice(5)) / 8);
+    await tokenFor(deps, key).generateHmacKey(objectId, label, Number(key.keySpec.slice(5)) / 8);
     return;
   }
   const usage = key.keyUsage === 'SIGN_VERIFY' ? 'sign' : key.keyUsage === 'ENCRYPT_DECRYPT' ? 'decrypt' : 'derive';
-  await deps.token.generateKeyPair(objectId, label, kind, usage);
+  await tokenFor(deps, key).generateKeyPair(objectId, label, kind, usage);
 }
 
 /**

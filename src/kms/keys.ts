@@ -7,6 +7,7 @@ import { keyArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { createExternalKey } from './import.js';
 import { keyMetadata } from './key-metadata.js';
+import { storeForNewKey } from './key-stores.js';
 import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { resolveKey } from './key-ref.js';
 import { checkKeySpec } from './key-specs.js';
@@ -66,8 +67,23 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   const origin = input.Origin ?? 'AWS_KMS';
   // Usage must fit the spec (ValidationException); the token must have what it needs (UnsupportedOperationException).
   const keyUsage = checkKeySpec(deps, keySpec, input.KeyUsage);
-  if ((origin !== 'AWS_KMS' && origin !== 'EXTERNAL') || input.CustomKeyStoreId !== undefined || input.XksKeyId !== undefined) {
-    throw Errors.unsupported(`Origin ${origin} and custom key stores are not supported by this key store.`);
+  if (origin === 'EXTERNAL_KEY_STORE' || input.XksKeyId !== undefined) {
+    throw Errors.unsupported('External key stores (Origin EXTERNAL_KEY_STORE, XksKeyId) are not supported by this key store.');
+  }
+  // Custom key stores (issue #6): AWS_CLOUDHSM keys live in the store's token; symmetric only.
+  const inKeyStore = input.CustomKeyStoreId !== undefined || origin === 'AWS_CLOUDHSM';
+  if (inKeyStore) {
+    if (input.CustomKeyStoreId === undefined) {
+      throw Errors.validation('Origin AWS_CLOUDHSM requires a CustomKeyStoreId that identifies an AWS CloudHSM key store.');
+    }
+    if (origin !== 'AWS_CLOUDHSM') {
+      throw Errors.validation(`To create a KMS key in an AWS CloudHSM key store, Origin must be AWS_CLOUDHSM (not ${origin}).`);
+    }
+    if (keySpec !== 'SYMMETRIC_DEFAULT' || keyUsage !== 'ENCRYPT_DECRYPT') {
+      throw Errors.unsupported(
+        `Only symmetric encryption keys (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT) can be created in a custom key store.`,
+      );
+    }
   }
   if (origin === 'EXTERNAL' && keySpec !== 'SYMMETRIC_DEFAULT') {
     throw Errors.unsupported(`Importing key material for KeySpec ${keySpec} is not supported by this key store.`);
@@ -77,6 +93,8 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   checkTags(tags, 0);
   const policy = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
   authorize(ctx, 'CreateKey');
+  // Not found → CustomKeyStoreNotFoundException; not CONNECTED → CustomKeyStoreInvalidStateException.
+  const customKeyStoreId = input.CustomKeyStoreId === undefined ? undefined : storeForNewKey(deps, ctx, input.CustomKeyStoreId).id;
 
   const keyId = randomUUID();
   const now = deps.clock.now().getTime();
@@ -95,6 +113,7 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
     state: 'Creating',
     policy: input.Policy ?? defaultKeyPolicy(accountId),
     currentVersion: 1,
+    customKeyStoreId,
   };
   if (policy) checkLockout(ctx, key, policy, input.BypassPolicyLockoutSafetyCheck);
   // Origin EXTERNAL: no material yet; the key waits in PendingImport for ImportKeyMaterial.

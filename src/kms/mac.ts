@@ -4,6 +4,7 @@ import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { MAC_ALGORITHMS, requireAlgorithm, specInfo, type MacAlgorithm } from './key-specs.js';
 import { dryRunStop, keyFor } from './key-use.js';
 import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf } from './validation.js';
+import { tokenFor } from './token-for.js';
 
 /** GenerateMac and VerifyMac with GENERATE_VERIFY_MAC keys: HMAC computed and compared inside the token. */
 
@@ -27,13 +28,13 @@ function prepare(deps: KmsDeps, ctx: RequestContext, input: z.output<typeof Gene
 
 export const GenerateMac = operation(GenerateMacSchema, async (deps, ctx, input) => {
   const p = prepare(deps, ctx, input, 'GenerateMac');
-  const mac = await deps.token.mac(p.material.objectId, p.hash, input.Message);
+  const mac = await tokenFor(deps, p.key).mac(p.material.objectId, p.hash, input.Message);
   return { Mac: mac, MacAlgorithm: p.algorithm, KeyId: p.key.arn };
 });
 
 export const VerifyMac = operation(GenerateMacSchema.extend({ Mac: blob(1, 6144) }), async (deps, ctx, input) => {
   const p = prepare(deps, ctx, input, 'VerifyMac');
-  const valid = await deps.token.verifyMac(p.material.objectId, p.hash, input.Message, input.Mac);
+  const valid = await tokenFor(deps, p.key).verifyMac(p.material.objectId, p.hash, input.Message, input.Mac);
   if (!valid) throw Errors.kmsInvalidMac('The MAC is not valid for this message, key and MAC algorithm.');
   return { KeyId: p.key.arn, MacValid: true, MacAlgorithm: p.algorithm };
 });

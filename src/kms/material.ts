@@ -3,6 +3,7 @@ import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
 import { uuidToBytes } from './ciphertext.js';
 import type { KmsDeps } from './context.js';
 import { generateAsymmetricMaterial } from './key-specs.js';
+import { tokenFor } from './token-for.js';
 
 /** Every token object the daemon creates carries a label with this prefix. */
 export const LABEL_PREFIX = 'p11kms:';
@@ -34,7 +35,7 @@ export function newMaterial(keyId: string, version: number, now: number): KeyMat
 export async function materialize(deps: KmsDeps, key: KeyRecord, m: KeyMaterialRecord, keyState?: KeyRecord['state']) {
   try {
     const label = `${LABEL_PREFIX}${key.keyId}:v${m.version}`;
-    if (key.keySpec === 'SYMMETRIC_DEFAULT') await deps.token.generateAesKey(m.objectId, label);
+    if (key.keySpec === 'SYMMETRIC_DEFAULT') await tokenFor(deps, key).generateAesKey(m.objectId, label);
     else await generateAsymmetricMaterial(deps, key, m.objectId, label);
   } catch (e) {
     deps.store.deleteMaterial(m.keyId, m.version);

@@ -5,6 +5,10 @@ import {
 } from './crypto.js';
 import { GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext } from './data-key-pairs.js';
 import { DeriveSharedSecret } from './key-agreement.js';
+import {
+  ConnectCustomKeyStore, CreateCustomKeyStore, DeleteCustomKeyStore, DescribeCustomKeyStores, DisconnectCustomKeyStore,
+  UpdateCustomKeyStore,
+} from './key-stores.js';
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
 import { GenerateMac, VerifyMac } from './mac.js';
 import { GetPublicKey } from './public-key.js';
@@ -31,4 +35,6 @@ export const operations: Readonly<Record<string, Operation>> = {
   GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
   PutKeyPolicy, GetKeyPolicy, ListKeyPolicies,
   CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
+  CreateCustomKeyStore, DescribeCustomKeyStores, ConnectCustomKeyStore, DisconnectCustomKeyStore, UpdateCustomKeyStore,
+  DeleteCustomKeyStore,
 } as Record<string, Operation>;

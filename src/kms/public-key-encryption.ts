@@ -7,6 +7,7 @@ import type { KmsDeps, RequestContext } from './context.js';
 import { resolveKey } from './key-ref.js';
 import { ENCRYPTION_ALGORITHMS, isRsa, kindOf, requireAlgorithm, specInfo, type EncryptionAlgorithm } from './key-specs.js';
 import { checkedKey, dryRunStop } from './key-use.js';
+import { tokenFor } from './token-for.js';
 
 /**
  * Encrypt and Decrypt with RSA ENCRYPT_DECRYPT keys (RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256).
@@ -60,7 +61,7 @@ export async function encryptWithPublicKey(deps: KmsDeps, ctx: RequestContext, k
   dryRunStop(input.DryRun);
   // A public-key operation: done here with the public half the token holds (SoftHSM2's
   // CKM_RSA_PKCS_OAEP takes SHA-1 only), byte-for-byte what any RSA-OAEP implementation produces.
-  const spki = await deps.token.publicKeyInfo(material.objectId, kindOf(key));
+  const spki = await tokenFor(deps, key).publicKeyInfo(material.objectId, kindOf(key));
   const ciphertext = publicEncrypt(
     { key: createPublicKey({ key: spki, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: algorithm.hash },
     input.Plaintext,
@@ -78,7 +79,7 @@ export async function decryptWithPrivateKey(deps: KmsDeps, ctx: RequestContext, 
   }
   dryRunStop(input.DryRun);
   try {
-    const plaintext = await deps.token.decryptOaep(material.objectId, algorithm.hash, input.CiphertextBlob);
+    const plaintext = await tokenFor(deps, key).decryptOaep(material.objectId, algorithm.hash, input.CiphertextBlob);
     return { KeyId: key.arn, Plaintext: plaintext, EncryptionAlgorithm: algorithm.name };
   } catch (e) {
     if (e instanceof AuthenticationFailed) {

@@ -6,6 +6,7 @@ import { requireUsable, resolveKey } from './key-ref.js';
 import { keyAlgorithms, kindOf } from './key-specs.js';
 import { materialOf } from './material.js';
 import { GRANT_TOKENS, KEY_ID } from './validation.js';
+import { tokenFor } from './token-for.js';
 
 /** GetPublicKey: the public half of an asymmetric key as DER SubjectPublicKeyInfo, with what it is for. */
 export const GetPublicKey = operation(z.object({ KeyId: KEY_ID, GrantTokens: GRANT_TOKENS }), async (deps, ctx, input) => {
@@ -17,7 +18,7 @@ export const GetPublicKey = operation(z.object({ KeyId: KEY_ID, GrantTokens: GRA
   requireUsable(key);
   const material = materialOf(deps, key, key.currentVersion);
   if (!material) throw Errors.keyUnavailable(`The key material for ${key.arn} is unavailable.`);
-  const publicKey = await deps.token.publicKeyInfo(material.objectId, kindOf(key));
+  const publicKey = await tokenFor(deps, key).publicKeyInfo(material.objectId, kindOf(key));
   return {
     KeyId: key.arn,
     PublicKey: publicKey,

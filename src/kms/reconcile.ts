@@ -1,3 +1,4 @@
+import type { Token } from '../hsm/token.js';
 import type { KmsDeps } from './context.js';
 import { LABEL_PREFIX } from './material.js';
 
@@ -12,29 +13,27 @@ export interface ReconcileReport {
   missingObjects: number;
 }
 
+export interface KeyStoreReconcileReport extends ReconcileReport {
+  /** `p11kms:` objects that belong to no key this daemon knows of: reported, left alone. */
+  foreignObjects: number;
+}
+
 /**
  * Start-up reconciliation of the metadata store with the token, so that a crash between
  * "token object created" and "row committed" leaves neither an orphan object nor a row that
  * points at nothing. A pending row means the client never got a success answer, so the work
- * is rolled back rather than forward.
+ * is rolled back rather than forward. This is the default token: keys of custom key stores are
+ * reconciled with their own token when the store connects (reconcileKeyStore).
  */
 export async function reconcile(deps: KmsDeps): Promise<ReconcileReport> {
-  const report: ReconcileReport = { pendingRemoved: 0, keysRemoved: 0, orphansDestroyed: 0, missingObjects: 0 };
-  for (const m of deps.store.listPendingMaterials()) {
-    await deps.token.destroy(m.objectId);
-    deps.store.deleteMaterial(m.keyId, m.version);
-    report.pendingRemoved++;
-    const key = deps.store.getKey(m.keyId);
-    if (key?.state === 'Creating' && deps.store.listMaterials(m.keyId).length === 0) {
-      deps.store.deleteKey(m.keyId);
-      report.keysRemoved++;
-    }
-  }
-  const known = deps.store.allObjectIds();
+  const report = await resolvePending(deps, deps.token, null);
+  const known = deps.store.objectIdsIn(null);
+  // An id that any row names (a custom key store's key too) is never destroyed here.
+  const named = deps.store.allObjectIds();
   const present = new Set<string>();
   for (const obj of await deps.token.listObjects(LABEL_PREFIX)) {
     const id = obj.id.toString('hex');
-    if (!known.has(id) && !present.has(id)) {
+    if (!named.has(id) && !present.has(id)) {
       await deps.token.destroy(obj.id);
       report.orphansDestroyed++;
     }
@@ -45,6 +44,59 @@ export async function reconcile(deps: KmsDeps): Promise<ReconcileReport> {
   }
   if (report.missingObjects) {
     deps.log.error({ missingObjects: report.missingObjects }, 'key material rows without a token object');
+  }
+  return report;
+}
+
+/**
+ * The same for one custom key store, each time it connects. Its token may have been restored
+ * from a backup or shared with another installation, so an object without a row is destroyed
+ * only when it provably belongs to this daemon: its label names a key of this store, or a key
+ * this daemon deleted while the store was disconnected (AWS leaves such material orphaned in the
+ * cluster; reconnecting cleans it up). Anything else is counted and left alone.
+ */
+export async function reconcileKeyStore(deps: KmsDeps, storeId: string, token: Token): Promise<KeyStoreReconcileReport> {
+  const report: KeyStoreReconcileReport = { ...(await resolvePending(deps, token, storeId)), foreignObjects: 0 };
+  const known = deps.store.objectIdsIn(storeId);
+  const present = new Set<string>();
+  for (const obj of await token.listObjects(LABEL_PREFIX)) {
+    const id = obj.id.toString('hex');
+    if (!known.has(id) && !present.has(id)) {
+      const keyId = obj.label.slice(LABEL_PREFIX.length).split(':')[0] ?? '';
+      const key = deps.store.getKey(keyId);
+      const ours = key ? key.customKeyStoreId === storeId : deps.store.lifecycle.getDeletion(keyId) !== undefined;
+      if (ours) {
+        await token.destroy(obj.id);
+        report.orphansDestroyed++;
+      } else {
+        report.foreignObjects++;
+      }
+    }
+    present.add(id);
+  }
+  for (const id of known) {
+    if (!present.has(id)) report.missingObjects++;
+  }
+  if (report.missingObjects) {
+    deps.log.error({ customKeyStoreId: storeId, missingObjects: report.missingObjects }, 'key material rows without a token object');
+  }
+  return report;
+}
+
+/** Rolls back the pending version rows of the keys on one token (null: the default token). */
+async function resolvePending(deps: KmsDeps, token: Token, storeId: string | null): Promise<ReconcileReport> {
+  const report: ReconcileReport = { pendingRemoved: 0, keysRemoved: 0, orphansDestroyed: 0, missingObjects: 0 };
+  for (const m of deps.store.listPendingMaterials()) {
+    const owner = deps.store.getKey(m.keyId);
+    if ((owner?.customKeyStoreId ?? null) !== storeId) continue;
+    await token.destroy(m.objectId);
+    deps.store.deleteMaterial(m.keyId, m.version);
+    report.pendingRemoved++;
+    const key = deps.store.getKey(m.keyId);
+    if (key?.state === 'Creating' && deps.store.listMaterials(m.keyId).length === 0) {
+      deps.store.deleteKey(m.keyId);
+      report.keysRemoved++;
+    }
   }
   return report;
 }

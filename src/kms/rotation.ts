@@ -10,6 +10,7 @@ import { supportsRotation } from './key-specs.js';
 import { checkKeyState } from './key-states.js';
 import { LABEL_PREFIX, newMaterial } from './material.js';
 import { int, KEY_ID, LIMIT, MARKER, oneOf } from './validation.js';
+import { tokenFor } from './token-for.js';
 
 /**
  * Key rotation: every rotation is a new key-material version, i.e. a new non-extractable AES
@@ -96,7 +97,7 @@ async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Prom
   const m = newMaterial(keyId, nextVersion(deps, keyId), now);
   store.addPendingMaterial(m);
   try {
-    await deps.token.generateAesKey(m.objectId, `${LABEL_PREFIX}${keyId}:v${m.version}`);
+    await tokenFor(deps, key).generateAesKey(m.objectId, `${LABEL_PREFIX}${keyId}:v${m.version}`);
   } catch (e) {
     store.deleteMaterial(keyId, m.version);
     throw e;

@@ -6,6 +6,7 @@ import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { kindOf, requireAlgorithm, SIGNING_ALGORITHMS, specInfo, type SigningAlgorithm } from './key-specs.js';
 import { dryRunStop, keyFor } from './key-use.js';
 import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf } from './validation.js';
+import { tokenFor } from './token-for.js';
 
 /**
  * Sign and Verify with SIGN_VERIFY keys. RAW messages (≤ 4096 bytes) are hashed here with the
@@ -62,13 +63,13 @@ function prepare(deps: KmsDeps, ctx: RequestContext, input: SignInput, action: '
 
 export const Sign = operation(SignSchema, async (deps, ctx, input) => {
   const p = prepare(deps, ctx, input, 'Sign');
-  const signature = await deps.token.sign(p.material.objectId, p.scheme, p.hash, p.digest);
+  const signature = await tokenFor(deps, p.key).sign(p.material.objectId, p.scheme, p.hash, p.digest);
   return { KeyId: p.key.arn, Signature: signature, SigningAlgorithm: p.algorithm };
 });
 
 export const Verify = operation(SignSchema.extend({ Signature: blob(1, 6144) }), async (deps, ctx, input) => {
   const p = prepare(deps, ctx, input, 'Verify');
-  const valid = await deps.token.verify(p.material.objectId, kindOf(p.key), p.scheme, p.hash, p.digest, input.Signature);
+  const valid = await tokenFor(deps, p.key).verify(p.material.objectId, kindOf(p.key), p.scheme, p.hash, p.digest, input.Signature);
   if (!valid) throw Errors.kmsInvalidSignature('The signature is not valid for this message, key and signing algorithm.');
   return { KeyId: p.key.arn, SignatureValid: true, SigningAlgorithm: p.algorithm };
 });

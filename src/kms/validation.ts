@@ -10,7 +10,10 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Marker message for a value of the wrong JSON type: reported as SerializationException. */
 const WRONG_TYPE = '\u0000type';
 /** Request members whose values are never echoed in an error message. */
-const NEVER_ECHO = new Set(['Plaintext', 'CiphertextBlob', 'Policy', 'Message', 'Mac', 'Signature', 'PublicKey']);
+const NEVER_ECHO = new Set([
+  'Plaintext', 'CiphertextBlob', 'Policy', 'Message', 'Mac', 'Signature', 'PublicKey',
+  'KeyStorePassword', 'XksProxyAuthenticationCredential',
+]);
 
 const lenMin = (n: number) => `Member must have length greater than or equal to ${n}`;
 const lenMax = (n: number) => `Member must have length less than or equal to ${n}`;

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { Errors } from '../errors.js';
 import { SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
+import { SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type {
   AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
@@ -21,7 +22,8 @@ CREATE TABLE IF NOT EXISTS keys (
   state TEXT NOT NULL,
   policy TEXT NOT NULL,
   current_version INTEGER NOT NULL,
-  deletion_date INTEGER
+  deletion_date INTEGER,
+  custom_key_store_id TEXT
 );
 CREATE INDEX IF NOT EXISTS keys_by_account ON keys(account_id, key_id);
 CREATE TABLE IF NOT EXISTS key_materials (
@@ -81,7 +83,7 @@ CREATE INDEX IF NOT EXISTS grants_by_retiring ON grants(retiring_principal, gran
 interface KeyRow {
   key_id: string; arn: string; account_id: string; region: string; created_at: number;
   description: string; key_usage: string; key_spec: string; origin: string; key_manager: string;
-  state: string; policy: string; current_version: number; deletion_date: number | null;
+  state: string; policy: string; current_version: number; deletion_date: number | null; custom_key_store_id: string | null;
 }
 interface MaterialRow {
   key_id: string; version: number; material_id: string; object_id: Buffer; state: string; created_at: number;
@@ -93,6 +95,13 @@ const toKey = (r: KeyRow): KeyRecord => ({
   description: r.description, keyUsage: r.key_usage, keySpec: r.key_spec, origin: r.origin,
   keyManager: r.key_manager as KeyRecord['keyManager'], state: r.state as KeyRecord['state'],
   policy: r.policy, currentVersion: r.current_version, deletionDate: r.deletion_date ?? undefined,
+  customKeyStoreId: r.custom_key_store_id ?? undefined,
+});
+const keyRow = (key: KeyRecord) => ({
+  key_id: key.keyId, arn: key.arn, account_id: key.accountId, region: key.region, created_at: key.createdAt,
+  description: key.description, key_usage: key.keyUsage, key_spec: key.keySpec, origin: key.origin,
+  key_manager: key.keyManager, state: key.state, policy: key.policy, current_version: key.currentVersion,
+  deletion_date: key.deletionDate ?? null, custom_key_store_id: key.customKeyStoreId ?? null,
 });
 const toMaterial = (r: MaterialRow): KeyMaterialRecord => ({
   keyId: r.key_id, version: r.version, materialId: r.material_id, objectId: r.object_id,
@@ -125,6 +134,7 @@ export class SqliteStore implements MetadataStore {
   private readonly materialCache = new Map<string, KeyMaterialRecord>();
   private readonly stmt;
   readonly lifecycle: LifecycleStore;
+  readonly keyStores: KeyStoreTable;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -133,10 +143,16 @@ export class SqliteStore implements MetadataStore {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('locking_mode = EXCLUSIVE');
     this.db.exec(SCHEMA);
+    // Databases made before custom key stores (issue #6) lack the column; CREATE TABLE IF NOT EXISTS keeps them as they are.
+    const keyColumns = (this.db.pragma('table_info(keys)') as { name: string }[]).map((c) => c.name);
+    if (!keyColumns.includes('custom_key_store_id')) this.db.exec('ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT');
+    this.db.exec('CREATE INDEX IF NOT EXISTS keys_by_key_store ON keys(custom_key_store_id) WHERE custom_key_store_id IS NOT NULL');
     const d = this.db;
     this.stmt = {
-      insertKey: d.prepare(`INSERT INTO keys VALUES (@key_id,@arn,@account_id,@region,@created_at,@description,@key_usage,
-        @key_spec,@origin,@key_manager,@state,@policy,@current_version,@deletion_date)`),
+      insertKey: d.prepare(`INSERT INTO keys (key_id, arn, account_id, region, created_at, description, key_usage, key_spec,
+        origin, key_manager, state, policy, current_version, deletion_date, custom_key_store_id)
+        VALUES (@key_id,@arn,@account_id,@region,@created_at,@description,@key_usage,
+        @key_spec,@origin,@key_manager,@state,@policy,@current_version,@deletion_date,@custom_key_store_id)`),
       getKey: d.prepare('SELECT * FROM keys WHERE key_id = ?'),
       listKeys: d.prepare('SELECT * FROM keys WHERE account_id = ? AND key_id > ? ORDER BY key_id LIMIT ?'),
       deleteKey: d.prepare('DELETE FROM keys WHERE key_id = ?'),
@@ -147,6 +163,8 @@ export class SqliteStore implements MetadataStore {
       pendingMaterials: d.prepare("SELECT * FROM key_materials WHERE state = 'pending'"),
       deleteMaterial: d.prepare('DELETE FROM key_materials WHERE key_id = ? AND version = ?'),
       allObjectIds: d.prepare('SELECT object_id FROM key_materials').pluck(),
+      objectIdsIn: d.prepare(`SELECT m.object_id FROM key_materials m JOIN keys k ON k.key_id = m.key_id
+        WHERE k.custom_key_store_id IS ?`).pluck(),
       getAlias: d.prepare('SELECT * FROM aliases WHERE account_id = ? AND alias_name = ?'),
       listAliases: d.prepare('SELECT * FROM aliases WHERE account_id = ? AND alias_name > ? ORDER BY alias_name LIMIT ?'),
       listAliasesForKey: d.prepare(
@@ -161,6 +179,7 @@ export class SqliteStore implements MetadataStore {
       removeTag: d.prepare('DELETE FROM tags WHERE key_id = ? AND tag_key = ?'),
     };
     this.lifecycle = new SqliteLifecycleStore(d);
+    this.keyStores = new SqliteKeyStoreTable(d);
   }
 
   private tx<T>(fn: () => T): T {
@@ -169,12 +188,7 @@ export class SqliteStore implements MetadataStore {
 
   createKeyPending(key: KeyRecord, m: KeyMaterialRecord, tags: Tag[]): void {
     this.tx(() => {
-      this.stmt.insertKey.run({
-        key_id: key.keyId, arn: key.arn, account_id: key.accountId, region: key.region, created_at: key.createdAt,
-        description: key.description, key_usage: key.keyUsage, key_spec: key.keySpec, origin: key.origin,
-        key_manager: key.keyManager, state: key.state, policy: key.policy, current_version: key.currentVersion,
-        deletion_date: key.deletionDate ?? null,
-      });
+      this.stmt.insertKey.run(keyRow(key));
       this.stmt.insertMaterial.run(m.keyId, m.version, m.materialId, m.objectId, m.state, m.createdAt);
       for (const t of tags) this.stmt.putTag.run(key.keyId, t.TagKey, t.TagValue);
     });
@@ -260,6 +274,10 @@ export class SqliteStore implements MetadataStore {
     return new Set((this.stmt.allObjectIds.all() as Buffer[]).map((b) => b.toString('hex')));
   }
 
+  objectIdsIn(customKeyStoreId: string | null): Set<string> {
+    return new Set((this.stmt.objectIdsIn.all(customKeyStoreId) as Buffer[]).map((b) => b.toString('hex')));
+  }
+
   getAlias(accountId: string, aliasName: string): AliasRecord | undefined {
     const row = this.stmt.getAlias.get(accountId, aliasName) as AliasRow | undefined;
     return row && toAlias(row);
@@ -331,12 +349,7 @@ export class SqliteStore implements MetadataStore {
 
   createKey(key: KeyRecord, tags: Tag[]): void {
     this.tx(() => {
-      this.stmt.insertKey.run({
-        key_id: key.keyId, arn: key.arn, account_id: key.accountId, region: key.region, created_at: key.createdAt,
-        description: key.description, key_usage: key.keyUsage, key_spec: key.keySpec, origin: key.origin,
-        key_manager: key.keyManager, state: key.state, policy: key.policy, current_version: key.currentVersion,
-        deletion_date: key.deletionDate ?? null,
-      });
+      this.stmt.insertKey.run(keyRow(key));
       for (const t of tags) this.stmt.putTag.run(key.keyId, t.TagKey, t.TagValue);
     });
     this.keyCache.delete(key.keyId);

@@ -1,4 +1,5 @@
 import type { LifecycleStore } from './lifecycle.js';
+import type { KeyStoreTable } from './key-stores.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 
 /** Non-secret metadata. Key material never appears here: a version row names a token object by CKA_ID. */
@@ -27,6 +28,8 @@ export interface KeyRecord {
   /** Version used for new encryptions; older versions still decrypt. */
   currentVersion: number;
   deletionDate?: number | undefined;
+  /** The custom key store whose token holds the key's material; absent for the default token. */
+  customKeyStoreId?: string | undefined;
 }
 
 /** 'pending' rows exist only between "row written" and "token object confirmed" (see reconcile). */
@@ -85,6 +88,8 @@ export interface MetadataStore {
   deleteMaterial(keyId: string, version: number): void;
   /** CKA_IDs (hex) of every version row, pending or active. */
   allObjectIds(): Set<string>;
+  /** CKA_IDs (hex) of the version rows of keys in one custom key store (null: the default token). */
+  objectIdsIn(customKeyStoreId: string | null): Set<string>;
 
   getAlias(accountId: string, aliasName: string): AliasRecord | undefined;
   listAliases(accountId: string, limit: number, marker?: string, keyId?: string): Page<AliasRecord>;
@@ -112,6 +117,8 @@ export interface MetadataStore {
   createKey(key: KeyRecord, tags: Tag[]): void;
   /** Writes a 'pending' version row for a key that already exists (rotation, import). */
   addPendingMaterial(material: KeyMaterialRecord): void;
+  // Custom key stores (issue #6).
+  readonly keyStores: KeyStoreTable;
   // Authorization (issue #3): credentials, identity policies, grants.
   listCredentials(): CredentialRecord[];
   putCredential(c: CredentialRecord): void;

@@ -463,7 +463,9 @@ describe('protocol (default harness)', () => {
         [{ Policy: 'this is not json {' }, 'MalformedPolicyDocumentException'],
         [{ KeySpec: 'ML_DSA_65', KeyUsage: 'SIGN_VERIFY' }, 'UnsupportedOperationException'],
         [{ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'SIGN_VERIFY' }, 'ValidationException'],
-        [{ Origin: 'AWS_CLOUDHSM' }, 'UnsupportedOperationException'],
+        // Custom key stores (issue #6): AWS_CLOUDHSM needs a CustomKeyStoreId; external key stores are not offered.
+        [{ Origin: 'AWS_CLOUDHSM' }, 'ValidationException'],
+        [{ Origin: 'EXTERNAL_KEY_STORE', XksKeyId: 'k1' }, 'UnsupportedOperationException'],
       ];
       for (const [input, name] of attempts) {
         await sdkFailure(h.kms.send(new CreateKeyCommand(input)), name);

@@ -31,9 +31,11 @@ export function testConfig(token: TempToken, env: Record<string, string> = {}): 
 }
 
 /** The real daemon, in this process, on an ephemeral loopback port, with a fresh token. */
-export async function startHarness(opts: { env?: Record<string, string>; clock?: Clock } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { env?: Record<string, string>; clock?: Clock; prepare?: (token: TempToken) => Record<string, string> } = {},
+): Promise<Harness> {
   const token = createTempToken();
-  const config = testConfig(token, opts.env);
+  const config = testConfig(token, { ...opts.env, ...opts.prepare?.(token) });
   const daemon = await startDaemon(config, silentLogger, opts.clock ?? systemClock);
   const endpoint = `http://127.0.0.1:${daemon.port}`;
   return {

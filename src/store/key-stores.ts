@@ -1,0 +1,137 @@
+import type Database from 'better-sqlite3';
+import type { Page } from './types.js';
+
+/**
+ * Custom key stores (issue #6): one row per store. The store's KeyStorePassword (the token's
+ * user PIN) is kept only sealed under the daemon's token key (src/authz/secret-box.ts). The
+ * connection state itself lives in memory (src/kms/key-store-registry.ts); the row keeps only
+ * whether the operator wants the store connected, so a restart reconnects it.
+ */
+export const KEY_STORES_SCHEMA = `
+CREATE TABLE IF NOT EXISTS custom_key_stores (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  hsm_name TEXT NOT NULL UNIQUE,
+  trust_anchor TEXT,
+  sealed_password BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  want_connected INTEGER NOT NULL,
+  UNIQUE (account_id, name)
+);
+`;
+
+export interface CustomKeyStoreRecord {
+  id: string;
+  accountId: string;
+  name: string;
+  type: 'AWS_CLOUDHSM';
+  /** The configured HSM (config `hsms`), shown as CloudHsmClusterId. */
+  hsmName: string;
+  trustAnchor?: string | undefined;
+  /** Version ‖ IV ‖ AES-GCM(PIN) ‖ tag, sealed by SecretBox. */
+  sealedPassword: Buffer;
+  createdAt: number;
+  /** ConnectCustomKeyStore was called and no DisconnectCustomKeyStore since: reconnect at start-up. */
+  wantConnected: boolean;
+}
+
+export type CustomKeyStorePatch = Partial<Pick<CustomKeyStoreRecord, 'name' | 'hsmName' | 'sealedPassword' | 'wantConnected' | 'trustAnchor'>>;
+
+export interface KeyStoreTable {
+  get(id: string): CustomKeyStoreRecord | undefined;
+  getByName(accountId: string, name: string): CustomKeyStoreRecord | undefined;
+  getByHsm(hsmName: string): CustomKeyStoreRecord | undefined;
+  list(accountId: string, limit: number, after: string): Page<CustomKeyStoreRecord>;
+  all(): CustomKeyStoreRecord[];
+  insert(r: CustomKeyStoreRecord): void;
+  update(id: string, patch: CustomKeyStorePatch): void;
+  delete(id: string): void;
+  /** Keys (in any state) that live in the store. */
+  countKeys(id: string): number;
+}
+
+interface Row {
+  id: string; account_id: string; name: string; type: string; hsm_name: string; trust_anchor: string | null;
+  sealed_password: Buffer; created_at: number; want_connected: number;
+}
+
+const toRecord = (r: Row): CustomKeyStoreRecord => ({
+  id: r.id, accountId: r.account_id, name: r.name, type: r.type as 'AWS_CLOUDHSM', hsmName: r.hsm_name,
+  trustAnchor: r.trust_anchor ?? undefined, sealedPassword: r.sealed_password, createdAt: r.created_at,
+  wantConnected: r.want_connected === 1,
+});
+
+const COLUMNS: Record<keyof CustomKeyStorePatch, string> = {
+  name: 'name', hsmName: 'hsm_name', sealedPassword: 'sealed_password', wantConnected: 'want_connected', trustAnchor: 'trust_anchor',
+};
+
+export class SqliteKeyStoreTable implements KeyStoreTable {
+  private readonly stmt;
+
+  constructor(private readonly db: Database.Database) {
+    db.exec(KEY_STORES_SCHEMA);
+    this.stmt = {
+      get: db.prepare('SELECT * FROM custom_key_stores WHERE id = ?'),
+      getByName: db.prepare('SELECT * FROM custom_key_stores WHERE account_id = ? AND name = ?'),
+      getByHsm: db.prepare('SELECT * FROM custom_key_stores WHERE hsm_name = ?'),
+      list: db.prepare('SELECT * FROM custom_key_stores WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?'),
+      all: db.prepare('SELECT * FROM custom_key_stores ORDER BY id'),
+      insert: db.prepare(`INSERT INTO custom_key_stores (id, account_id, name, type, hsm_name, trust_anchor, sealed_password,
+        created_at, want_connected) VALUES (?,?,?,?,?,?,?,?,?)`),
+      delete: db.prepare('DELETE FROM custom_key_stores WHERE id = ?'),
+      countKeys: db.prepare('SELECT COUNT(*) FROM keys WHERE custom_key_store_id = ?').pluck(),
+    };
+  }
+
+  get(id: string) {
+    const r = this.stmt.get.get(id) as Row | undefined;
+    return r && toRecord(r);
+  }
+
+  getByName(accountId: string, name: string) {
+    const r = this.stmt.getByName.get(accountId, name) as Row | undefined;
+    return r && toRecord(r);
+  }
+
+  getByHsm(hsmName: string) {
+    const r = this.stmt.getByHsm.get(hsmName) as Row | undefined;
+    return r && toRecord(r);
+  }
+
+  list(accountId: string, limit: number, after: string): Page<CustomKeyStoreRecord> {
+    const rows = (this.stmt.list.all(accountId, after, limit + 1) as Row[]).map(toRecord);
+    if (rows.length <= limit) return { items: rows };
+    const shown = rows.slice(0, limit);
+    return { items: shown, nextMarker: (shown[shown.length - 1] as CustomKeyStoreRecord).id };
+  }
+
+  all() {
+    return (this.stmt.all.all() as Row[]).map(toRecord);
+  }
+
+  insert(r: CustomKeyStoreRecord): void {
+    this.stmt.insert.run(
+      r.id, r.accountId, r.name, r.type, r.hsmName, r.trustAnchor ?? null, r.sealedPassword, r.createdAt, r.wantConnected ? 1 : 0,
+    );
+  }
+
+  update(id: string, patch: CustomKeyStorePatch): void {
+    const sets: string[] = [];
+    const values: unknown[] = [];
+    for (const [field, value] of Object.entries(patch) as [keyof CustomKeyStorePatch, unknown][]) {
+      sets.push(`${COLUMNS[field]} = ?`);
+      values.push(typeof value === 'boolean' ? (value ? 1 : 0) : (value ?? null));
+    }
+    if (sets.length) this.db.prepare(`UPDATE custom_key_stores SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
+  }
+
+  delete(id: string): void {
+    this.stmt.delete.run(id);
+  }
+
+  countKeys(id: string): number {
+    return this.stmt.countKeys.get(id) as number;
+  }
+}
