@@ -18,7 +18,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
-const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Decrypt,GenerateDataKey,Sign').split(',');
+const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Decrypt,GenerateDataKey,Sign,XKS').split(',');
 const MODULE = process.env.P11KMS_PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
 const CREDENTIALS = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
 const REGION = 'us-east-1';
@@ -153,6 +153,25 @@ async function load(port, requests, seconds, pid) {
   }
 }
 
+/**
+ * XKS Encrypt through bench/xks-encrypt.mjs (its own daemon with the XKS listener on HTTPS,
+ * SigV4 service kms-xks-proxy), run after the main daemon has stopped so the two do not compete.
+ */
+function xksRow() {
+  const name = `daemon XKS Encrypt (HTTPS)`;
+  log(`XKS Encrypt: bench/xks-encrypt.mjs, ${SECONDS} s at ${CONNECTIONS} connections`);
+  try {
+    const out = execFileSync(process.execPath, [join(ROOT, 'bench/xks-encrypt.mjs'), '--seconds', String(SECONDS), '--connections', String(CONNECTIONS)], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const x = JSON.parse(out.slice(out.indexOf('{')));
+    log(`XKS Encrypt: ${fmt(x.requestsPerSecond)} req/s, p50 ${x.latencyMs.p50} ms, p99 ${x.latencyMs.p99} ms`);
+    return { name, rps: x.requestsPerSecond, p50: x.latencyMs.p50, p99: x.latencyMs.p99, non2xx: x.non2xx, errors: x.errors };
+  } catch (e) {
+    return { name, na: `failed: ${String(e.message ?? e).split('\n')[0]}` };
+  }
+}
+
 const b64 = (b) => Buffer.from(b).toString('base64');
 const fmt = (x, d = 0) => (x === undefined ? '–' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
 
@@ -210,13 +229,14 @@ async function main() {
       log(`${op}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores; load generator ${r.loadCores.toFixed(2)} cores)`);
       rows.push({ name: `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`, ...r });
     }
-    rows.push({ name: 'daemon XKS Encrypt', na: 'n/a until issue 6 (XKS proxy API) lands' });
   } finally {
     const hwm = rssMb(daemon.child.pid).hwm;
     daemon.child.kill('SIGTERM');
     await new Promise((r) => daemon.child.once('exit', r));
     rows.hwm = hwm;
   }
+
+  if (ROWS.includes('XKS')) rows.push(xksRow());
 
   log('limit again (the machine is shared: the ratio uses the mean of both runs)');
   const limitAfter = await runNode(limitArgs, limitEnv);

@@ -854,16 +854,7 @@ export class Token {
       const kekValue = this.p.C_GenerateRandom(s, Buffer.alloc(32));
       const created: Handle[] = [];
       try {
-        const kek = this.p.C_CreateObject(s, [
-          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-          { type: pkcs11js.CKA_VALUE, value: kekValue },
-          { type: pkcs11js.CKA_TOKEN, value: false },
-          { type: pkcs11js.CKA_PRIVATE, value: true },
-          { type: pkcs11js.CKA_WRAP, value: true },
-          { type: pkcs11js.CKA_ENCRYPT, value: false },
-          { type: pkcs11js.CKA_DECRYPT, value: false },
-        ]);
+        const kek = this.p.C_CreateObject(s, [...this.sessionAesTemplate({ wrap: true }), { type: pkcs11js.CKA_VALUE, value: kekValue }]);
         created.push(kek);
         let pair: pkcs11js.KeyPair;
         try {
@@ -978,7 +969,7 @@ export class Token {
         this.p.C_EncryptInit(s, mech, pair.publicKey);
         // A throwaway random value, not key material: it only proves the round trip.
         const wrapped = await this.p.C_EncryptAsync(s, randomBytes(32), Buffer.alloc(512));
-        created.push(await this.p.C_UnwrapKeyAsync(s, mech, pair.privateKey, wrapped, this.sessionAesTemplate(false)));
+        created.push(await this.p.C_UnwrapKeyAsync(s, mech, pair.privateKey, wrapped, this.sessionAesTemplate()));
         return true;
       } catch (e) {
         if (isSessionLost(e) || isStaleHandle(e)) throw e;
@@ -1068,7 +1059,7 @@ export class Token {
       const rsa = this.handleFor(s, wrappingKeyId);
       const template = target
         ? this.secretKeyTemplate(target.id, target.label).filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN)
-        : this.sessionAesTemplate(true);
+        : this.sessionAesTemplate({ encrypt: true });
       const ephemeral: Handle[] = [];
       let key: Handle | undefined;
       try {
@@ -1081,16 +1072,9 @@ export class Token {
           }
         };
         if (wrapping.aesKeyWrap) {
-          const kek = await unwrap(oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), [
-            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-            { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-            { type: pkcs11js.CKA_TOKEN, value: false },
-            { type: pkcs11js.CKA_SENSITIVE, value: true },
-            { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-            { type: pkcs11js.CKA_UNWRAP, value: true },
-            { type: pkcs11js.CKA_ENCRYPT, value: false },
-            { type: pkcs11js.CKA_DECRYPT, value: false },
-          ]);
+          const kek = await unwrap(
+            oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.sessionAesTemplate({ unwrap: true }),
+          );
           ephemeral.push(kek);
           key = await unwrap({ mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, blob.subarray(wrapping.modulusBytes), template);
         } else {
@@ -1125,8 +1109,11 @@ export class Token {
     return createHash('sha256').update(CHECK_DOMAIN).update(block).digest();
   }
 
-  /** An AES secret-key template for a session object (never stored in the token). */
-  private sessionAesTemplate(encrypt: boolean): pkcs11js.Template {
+  /**
+   * An AES secret-key template for a short-lived session object (never stored in the token),
+   * sensitive, non-extractable and allowed only the given usage.
+   */
+  private sessionAesTemplate(usage: { encrypt?: boolean; wrap?: boolean; unwrap?: boolean } = {}): pkcs11js.Template {
     return [
       { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
       { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
@@ -1134,8 +1121,10 @@ export class Token {
       { type: pkcs11js.CKA_PRIVATE, value: true },
       { type: pkcs11js.CKA_SENSITIVE, value: true },
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_ENCRYPT, value: encrypt },
+      { type: pkcs11js.CKA_ENCRYPT, value: usage.encrypt ?? false },
       { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: usage.wrap ?? false },
+      { type: pkcs11js.CKA_UNWRAP, value: usage.unwrap ?? false },
     ];
   }
 
