@@ -70,14 +70,14 @@ export const auditSeals = new client.Counter({
 
 export const jobRuns = new client.Counter({
   name: 'p11kms_job_runs_total',
-  help: 'Background job runs (job: rotation, deletion).',
+  help: 'Key lifecycle job runs, one per job per scheduler tick (job: deletion, material-expiry, rotation, import-token-expiry).',
   labelNames: ['job'] as const,
   registers: [registry],
 });
 
 export const jobFailures = new client.Counter({
   name: 'p11kms_job_failures_total',
-  help: 'Background job runs that failed (job: rotation, deletion).',
+  help: 'Key lifecycle job runs in which an item failed (it is retried on the next tick), by job.',
   labelNames: ['job'] as const,
   registers: [registry],
 });
