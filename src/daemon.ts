@@ -103,7 +103,9 @@ export async function startDaemon(
   // One SecretBox for credentials and key store passwords: both seal under the same token key.
   const secretBox = new SecretBox(token);
   // Custom key stores the operator left connected connect again, each reconciled with its token.
-  const keyStores = new KeyStoreRegistry(deps, { hsms: config.hsms, secretBox });
+  const keyStores = new KeyStoreRegistry(deps, {
+    hsms: config.hsms, secretBox, observe: config.metrics.enabled ? observeTokenCall : undefined,
+  });
   deps.keyStores = keyStores;
   await keyStores.start();
   // One tick before serving catches up on what fell due while the daemon was down.
@@ -112,7 +114,7 @@ export async function startDaemon(
   if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
     await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
   }
-  if (config.metrics.enabled) bindMetrics({ token, store, audit: trail && (() => trail.status()) });
+  if (config.metrics.enabled) bindMetrics({ token, store, audit: trail && (() => trail.status()), keyStores });
 
   const credentials = new CredentialRegistry(store, secretBox, log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
@@ -146,7 +148,7 @@ export async function startDaemon(
   const unixApp = express();
   unixApp.disable('x-powered-by');
   unixApp.set('etag', false);
-  unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log }));
+  unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log, audit }));
   unixApp.use(app);
   const unix = drainable(createServer(serveWith(unixApp)), () => stopping);
   await listen(tcp, () => tcp.listen(config.port, config.host));

@@ -1,3 +1,4 @@
+import { recordKeyServiceEvent, type JobResult } from '../audit/service-event.js';
 import { z } from 'zod';
 import { authorize } from '../authz/authorize.js';
 import { operation, type KmsDeps } from './context.js';
@@ -93,15 +94,20 @@ export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolea
   });
 }
 
-/** Deletes the keys whose deletion date has passed (scheduler.ts). Returns how many. */
-export async function runDueDeletions(deps: KmsDeps, now: number, limit: number): Promise<number> {
-  let deleted = 0;
+/** Deletes the keys whose deletion date has passed (scheduler.ts), each audited as DeleteKey. */
+export async function runDueDeletions(deps: KmsDeps, now: number, limit: number): Promise<JobResult> {
+  const result: JobResult = { done: 0, failed: 0 };
   for (const keyId of deps.store.lifecycle.dueDeletions(now, limit)) {
     try {
-      if (await deleteKeyNow(deps, keyId)) deleted++;
+      const key = deps.store.getKey(keyId);
+      if (key && (await deleteKeyNow(deps, keyId))) {
+        result.done++;
+        await recordKeyServiceEvent(deps, 'DeleteKey', key, { customKeyStoreId: key.customKeyStoreId });
+      }
     } catch (e) {
+      result.failed++;
       deps.log.warn({ keyId, err: (e as Error).message }, 'scheduled key deletion failed; will retry');
     }
   }
-  return deleted;
+  return result;
 }

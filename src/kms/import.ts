@@ -1,3 +1,4 @@
+import { recordKeyServiceEvent, type JobResult } from '../audit/service-event.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { authorize } from '../authz/authorize.js';
@@ -375,40 +376,53 @@ async function removeImportedMaterial(deps: KmsDeps, key: KeyRecord, info: Mater
   deps.log.info({ keyId: key.keyId, version: info.version, reason }, 'imported key material removed from the token');
 }
 
-/** Destroys imported material whose ValidTo has passed (scheduler.ts). Returns how many. */
-export async function runExpiredMaterials(deps: KmsDeps, now: number, limit: number): Promise<number> {
-  let expired = 0;
+/** Destroys imported material whose ValidTo has passed (scheduler.ts), each audited as DeleteExpiredKeyMaterial. */
+export async function runExpiredMaterials(deps: KmsDeps, now: number, limit: number): Promise<JobResult> {
+  const result: JobResult = { done: 0, failed: 0 };
   for (const candidate of deps.store.lifecycle.expiredMaterials(now, limit)) {
     try {
-      await withKeyLock(deps.store, candidate.keyId, async () => {
+      const removed = await withKeyLock(deps.store, candidate.keyId, async () => {
         const info = deps.store.lifecycle.getMaterialInfo(candidate.keyId, candidate.version);
         const key = deps.store.getKey(candidate.keyId);
-        if (!key || !info || info.importState !== 'IMPORTED' || info.validTo === undefined || info.validTo > now) return;
+        if (!key || !info || info.importState !== 'IMPORTED' || info.validTo === undefined || info.validTo > now) return undefined;
         await removeImportedMaterial(deps, key, info, 'expired');
-        expired++;
+        return { key, info };
       });
+      if (removed) {
+        result.done++;
+        await recordKeyServiceEvent(deps, 'DeleteExpiredKeyMaterial', removed.key, {
+          keyMaterialId: removed.info.materialId, validTo: new Date(removed.info.validTo as number),
+        });
+      }
     } catch (e) {
+      result.failed++;
       deps.log.warn({ keyId: candidate.keyId, err: (e as Error).message }, 'expiring imported key material failed; will retry');
     }
   }
-  return expired;
+  return result;
 }
 
-/** Destroys the wrapping key pairs of expired import tokens (scheduler.ts). Token object first, then the row. */
-export async function runExpiredImportTokens(deps: KmsDeps, now: number, limit: number): Promise<number> {
-  let swept = 0;
+/**
+ * Destroys the wrapping key pairs of expired import tokens (scheduler.ts), token object first,
+ * then the row; each audited as DeleteExpiredImportToken (p11kms's name: AWS records none).
+ */
+export async function runExpiredImportTokens(deps: KmsDeps, now: number, limit: number): Promise<JobResult> {
+  const result: JobResult = { done: 0, failed: 0 };
   for (const t of deps.store.lifecycle.expiredImportTokens(now, limit)) {
     try {
       await withKeyLock(deps.store, t.keyId, async () => {
         await deps.token.destroy(t.tokenId);
         deps.store.lifecycle.deleteImportToken(t.tokenId);
       });
-      swept++;
+      result.done++;
+      const key = deps.store.getKey(t.keyId);
+      if (key) await recordKeyServiceEvent(deps, 'DeleteExpiredImportToken', key);
     } catch (e) {
+      result.failed++;
       deps.log.warn({ keyId: t.keyId, err: (e as Error).message }, 'removing an expired wrapping key failed; will retry');
     }
   }
-  return swept;
+  return result;
 }
 
 /**

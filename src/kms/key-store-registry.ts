@@ -5,7 +5,7 @@ import { Errors, KmsError } from '../errors.js';
 import { ckrOf, isSessionLost } from '../hsm/ckr.js';
 import { loadModule, reinitializeModule } from '../hsm/module.js';
 import { probeToken } from '../hsm/token-probe.js';
-import { describeReason, Token, TokenOpenError } from '../hsm/token.js';
+import { describeReason, Token, TokenOpenError, type TokenOptions } from '../hsm/token.js';
 import { Secret } from '../secret.js';
 import type { CustomKeyStoreRecord } from '../store/key-stores.js';
 import type { KmsDeps } from './context.js';
@@ -61,7 +61,12 @@ export interface KeyStoreRegistryOptions {
   retryMaxMs?: number;
   /** How long DisconnectCustomKeyStore lets in-flight requests finish before closing the sessions (ms). */
   drainMs?: number;
+  /** Token call metrics for the stores' tokens (TokenOptions.observe), as for the default token. */
+  observe?: TokenOptions['observe'];
 }
+
+/** How a connection attempt came about: ConnectCustomKeyStore, start-up, or a retry after a fault. */
+type ConnectTrigger = 'connect' | 'start-up' | 'retry';
 
 type Outcome = { token: Token } | { code: ConnectionErrorCode; detail: string } | { cancelled: true };
 
@@ -139,7 +144,7 @@ export class KeyStoreRegistry {
       if (!rec.wantConnected) continue;
       const rt = this.runtime(rec.id);
       rt.state = 'CONNECTING';
-      attempts.push(this.enqueue(rec.id, (epoch) => this.connectNow(rec.id, epoch, true)));
+      attempts.push(this.enqueue(rec.id, (epoch) => this.connectNow(rec.id, epoch, 'start-up')));
     }
     if (!attempts.length) return;
     let timer: NodeJS.Timeout | undefined;
@@ -154,7 +159,7 @@ export class KeyStoreRegistry {
     rt.state = 'CONNECTING';
     rt.errorCode = undefined;
     this.deps.store.keyStores.update(id, { wantConnected: true });
-    void this.enqueue(id, (epoch) => this.connectNow(id, epoch, false));
+    void this.enqueue(id, (epoch) => this.connectNow(id, epoch, 'connect'));
   }
 
   /**
@@ -224,8 +229,14 @@ export class KeyStoreRegistry {
     return rt.chain;
   }
 
-  /** One connection attempt; `resume` marks a store that was connected before (start-up, fault): retried with backoff. */
-  private async connectNow(id: string, epoch: number, resume: boolean): Promise<void> {
+  /**
+   * One connection attempt. A store that was connected before (start-up, fault) is retried with
+   * backoff. Each outcome is audited (an AwsServiceEvent: the attempt runs in the background):
+   * CustomKeyStoreConnected, CustomKeyStoreReconnected, or CustomKeyStoreConnectionFailed with
+   * the ConnectionErrorCode as errorCode (once per failure streak and code, not every retry).
+   */
+  private async connectNow(id: string, epoch: number, trigger: ConnectTrigger): Promise<void> {
+    const resume = trigger !== 'connect';
     const rt = this.runtime(id);
     const rec = this.deps.store.keyStores.get(id);
     if (!rec) return;
@@ -236,9 +247,13 @@ export class KeyStoreRegistry {
       return;
     }
     if ('code' in outcome) {
+      const repeated = rt.state === 'FAILED' && rt.errorCode === outcome.code;
       rt.state = 'FAILED';
       rt.errorCode = outcome.code;
       this.deps.log.warn({ customKeyStoreId: id, hsm: rec.hsmName, code: outcome.code, detail: outcome.detail }, 'custom key store connection failed');
+      if (!repeated) {
+        await this.recordEvent('CustomKeyStoreConnectionFailed', rec, { trigger }, { code: outcome.code, message: outcome.detail });
+      }
       if (resume && !CREDENTIAL_CODES.has(outcome.code)) this.scheduleRetry(id, epoch);
       return;
     }
@@ -259,6 +274,33 @@ export class KeyStoreRegistry {
     rt.errorCode = undefined;
     rt.retryDelayMs = this.retryInitialMs;
     this.deps.log.info({ customKeyStoreId: id, hsm: rec.hsmName }, 'custom key store connected');
+    await this.recordEvent(trigger === 'connect' ? 'CustomKeyStoreConnected' : 'CustomKeyStoreReconnected', rec, { trigger });
+  }
+
+  /** Records a background connection change of a store (never its password). A failed write is logged. */
+  private async recordEvent(
+    eventName: string,
+    rec: CustomKeyStoreRecord,
+    details: Record<string, unknown>,
+    error?: { code: ConnectionErrorCode; message: string },
+  ): Promise<void> {
+    const rt = this.runtimes.get(rec.id);
+    try {
+      await this.deps.audit.record({
+        eventName,
+        eventType: 'AwsServiceEvent',
+        readOnly: false,
+        requestParameters: { customKeyStoreId: rec.id },
+        errorCode: error?.code,
+        errorMessage: error?.message.slice(0, 512),
+        additionalEventData: {
+          customKeyStoreId: rec.id, customKeyStoreName: rec.name, cloudHsmClusterId: rec.hsmName,
+          connectionState: rt?.state, connectionErrorCode: error?.code, ...details,
+        },
+      });
+    } catch (e) {
+      this.deps.log.error({ customKeyStoreId: rec.id, event: eventName, err: describeReason(e) }, 'custom key store audit event not written');
+    }
   }
 
   private scheduleRetry(id: string, epoch: number): void {
@@ -268,7 +310,7 @@ export class KeyStoreRegistry {
     clearTimeout(rt.retry);
     rt.retry = setTimeout(() => {
       rt.retry = undefined;
-      if (rt.epoch === epoch && !this.stopped) void this.enqueue(id, (e) => this.connectNow(id, e, true));
+      if (rt.epoch === epoch && !this.stopped) void this.enqueue(id, (e) => this.connectNow(id, e, 'retry'));
     }, delay);
     rt.retry.unref();
   }
@@ -282,6 +324,12 @@ export class KeyStoreRegistry {
     rt.state = 'FAILED';
     rt.errorCode = lossCode(reason);
     this.deps.log.warn({ customKeyStoreId: id, code: rt.errorCode, reason: describeReason(reason) }, 'custom key store lost its token; reconnecting');
+    const rec = this.deps.store.keyStores.get(id);
+    if (rec) {
+      void this.recordEvent('CustomKeyStoreConnectionLost', rec, { reason: describeReason(reason).slice(0, 512) }, {
+        code: rt.errorCode, message: 'The store lost its token; reconnecting.',
+      });
+    }
     // Closing drops the (dead) sessions; requests still waiting for one are refused cleanly.
     token?.close(() => notConnected(id));
     rt.retryDelayMs = this.retryInitialMs;
@@ -314,6 +362,7 @@ export class KeyStoreRegistry {
           maxWaiters: hsm.maxWaiters,
           modifiableFalse: hsm.capabilities.modifiableFalse,
           moduleEnv: hsm.moduleEnv,
+          observe: this.opts.observe,
           onLost: (reason) => this.onLost(rec.id, epoch, reason),
         },
         this.deps.log,

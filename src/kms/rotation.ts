@@ -1,3 +1,4 @@
+import { recordKeyServiceEvent, type JobResult } from '../audit/service-event.js';
 import { z } from 'zod';
 import { authorize } from '../authz/authorize.js';
 import { Errors, type KmsError } from '../errors.js';
@@ -129,17 +130,23 @@ async function rotateTracked(deps: KmsDeps, keyId: string, type: RotationType) {
   }
 }
 
-/** Runs the automatic rotations that are due (scheduler.ts). Returns how many keys rotated. */
-export async function runDueRotations(deps: KmsDeps, now: number, limit: number): Promise<number> {
-  let rotated = 0;
+/** Runs the automatic rotations that are due (scheduler.ts), each audited as RotateKey. */
+export async function runDueRotations(deps: KmsDeps, now: number, limit: number): Promise<JobResult> {
+  const result: JobResult = { done: 0, failed: 0 };
   for (const r of deps.store.lifecycle.dueRotations(now, limit)) {
     try {
-      if (await rotateTracked(deps, r.keyId, 'AUTOMATIC')) rotated++;
+      const material = await rotateTracked(deps, r.keyId, 'AUTOMATIC');
+      const key = material && deps.store.getKey(r.keyId);
+      if (key) {
+        result.done++;
+        await recordKeyServiceEvent(deps, 'RotateKey', key, { keyMaterialId: material.materialId, rotationType: 'AUTOMATIC' });
+      }
     } catch (e) {
+      result.failed++;
       deps.log.warn({ keyId: r.keyId, err: (e as Error).message }, 'automatic rotation failed; will retry');
     }
   }
-  return rotated;
+  return result;
 }
 
 const KeyOnly = z.object({ KeyId: KEY_ID });

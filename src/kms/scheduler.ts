@@ -1,3 +1,5 @@
+import type { JobResult } from '../audit/service-event.js';
+import { jobFailures, jobRuns } from '../metrics/metrics.js';
 import type { KmsDeps } from './context.js';
 import { runDueDeletions } from './deletion.js';
 import { runExpiredImportTokens, runExpiredMaterials } from './import.js';
@@ -10,6 +12,9 @@ export interface TickReport {
   importTokensExpired: number;
 }
 
+/** The `job` label of p11kms_job_runs_total / p11kms_job_failures_total. */
+export type LifecycleJob = 'deletion' | 'material-expiry' | 'rotation' | 'import-token-expiry';
+
 /** Work items of one kind handled per tick; the rest waits for the next tick. */
 const BATCH = 100;
 
@@ -20,6 +25,10 @@ const BATCH = 100;
  * the injected clock, so the schedule survives restarts: the daemon runs one tick at start-up,
  * which catches up after downtime. A key whose rotation is overdue by several periods rotates
  * once and its next rotation is one period after that (never a burst of rotations).
+ *
+ * Every action is audited as an AwsServiceEvent (DeleteKey, DeleteExpiredKeyMaterial, RotateKey,
+ * DeleteExpiredImportToken) and every job run is counted in p11kms_job_runs_total{job} (and
+ * p11kms_job_failures_total{job} when an item failed).
  *
  * The tick interval is real time (setInterval, unref'd); the clock decides what is due. Nothing
  * exposed to API callers moves the clock or triggers a tick.
@@ -66,11 +75,25 @@ export class LifecycleScheduler {
   private async tick(): Promise<TickReport> {
     const { deps } = this;
     const now = deps.clock.now().getTime();
+    // Each job counts one run per tick, and one failure when any item failed or the job threw;
+    // a job that throws does not keep the others from running.
+    const run = async (job: LifecycleJob, fn: () => Promise<JobResult>): Promise<number> => {
+      jobRuns.inc({ job });
+      try {
+        const r = await fn();
+        if (r.failed) jobFailures.inc({ job });
+        return r.done;
+      } catch (e) {
+        jobFailures.inc({ job });
+        deps.log.error({ job, err: (e as Error).message }, 'lifecycle job failed');
+        return 0;
+      }
+    };
     const report: TickReport = {
-      keysDeleted: await runDueDeletions(deps, now, BATCH),
-      materialsExpired: await runExpiredMaterials(deps, now, BATCH),
-      keysRotated: await runDueRotations(deps, now, BATCH),
-      importTokensExpired: await runExpiredImportTokens(deps, now, BATCH),
+      keysDeleted: await run('deletion', () => runDueDeletions(deps, now, BATCH)),
+      materialsExpired: await run('material-expiry', () => runExpiredMaterials(deps, now, BATCH)),
+      keysRotated: await run('rotation', () => runDueRotations(deps, now, BATCH)),
+      importTokensExpired: await run('import-token-expiry', () => runExpiredImportTokens(deps, now, BATCH)),
     };
     if (report.keysDeleted || report.materialsExpired || report.keysRotated || report.importTokensExpired) {
       deps.log.info({ ...report }, 'key lifecycle tick');

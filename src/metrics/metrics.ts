@@ -7,9 +7,9 @@ import type { MetadataStore } from '../store/types.js';
  * metrics below and update them; gauges that mirror live state (session pool, token, keys)
  * are read at scrape time from what bindMetrics() was given.
  *
- * For the key lifecycle jobs (rotation, deletion): call `jobRuns.inc({ job: 'rotation' })` per
- * run and `jobFailures.inc({ job: 'rotation' })` per failed run (job: 'rotation' | 'deletion').
- * For custom key stores (XKS): `customKeyStoreState.set({ custom_key_store_id, state }, 1)`.
+ * The key lifecycle scheduler (src/kms/scheduler.ts) counts `jobRuns.inc({ job })` per job per
+ * tick and `jobFailures.inc({ job })` per run in which an item failed.
+ * Custom key store states are read from the key store registry at scrape time.
  */
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
@@ -70,22 +70,15 @@ export const auditSeals = new client.Counter({
 
 export const jobRuns = new client.Counter({
   name: 'p11kms_job_runs_total',
-  help: 'Background job runs (job: rotation, deletion).',
+  help: 'Key lifecycle job runs, one per job per scheduler tick (job: deletion, material-expiry, rotation, import-token-expiry).',
   labelNames: ['job'] as const,
   registers: [registry],
 });
 
 export const jobFailures = new client.Counter({
   name: 'p11kms_job_failures_total',
-  help: 'Background job runs that failed (job: rotation, deletion).',
+  help: 'Key lifecycle job runs in which an item failed (it is retried on the next tick), by job.',
   labelNames: ['job'] as const,
-  registers: [registry],
-});
-
-export const customKeyStoreState = new client.Gauge({
-  name: 'p11kms_custom_key_store_connection_state',
-  help: 'Custom key store connection state: 1 for the current state of each store.',
-  labelNames: ['custom_key_store_id', 'state'] as const,
   registers: [registry],
 });
 
@@ -93,15 +86,34 @@ interface Bound {
   token?: Token | undefined;
   store?: MetadataStore | undefined;
   audit?: (() => { healthy: boolean; seq: number }) | undefined;
+  /** The custom key store registry: every store and its connection state. */
+  keyStores?: { summary(): { id: string; state: string }[] } | undefined;
 }
 const bound: Bound = {};
+
+const STORE_STATES = ['CONNECTED', 'CONNECTING', 'DISCONNECTED', 'DISCONNECTING', 'FAILED'] as const;
+/** Read at scrape time from the key store registry: every store, 1 for its current state and 0 for the others. */
+export const customKeyStoreState = new client.Gauge({
+  name: 'p11kms_custom_key_store_connection_state',
+  help: 'Custom key store connection state: 1 for the current state of each store.',
+  labelNames: ['custom_key_store_id', 'state'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    const stores = bound.keyStores?.summary();
+    if (!stores) return;
+    for (const s of stores) {
+      for (const state of STORE_STATES) this.set({ custom_key_store_id: s.id, state }, s.state === state ? 1 : 0);
+    }
+  },
+});
 
 /** Points the scrape-time gauges at the running daemon's token, store and audit trail. */
 export function bindMetrics(b: Bound): void {
   Object.assign(bound, b);
 }
 export function unbindMetrics(): void {
-  bound.token = bound.store = bound.audit = undefined;
+  bound.token = bound.store = bound.audit = bound.keyStores = undefined;
 }
 
 new client.Gauge({

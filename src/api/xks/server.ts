@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
+import { xksCallEvent } from '../../audit/xks-event.js';
 import type { Clock } from '../../clock.js';
 import { isKmsError } from '../../errors.js';
 import type { KmsDeps } from '../../kms/context.js';
@@ -9,6 +10,7 @@ import {
   XksHealthCheck, XksKeyResolver, xksDecrypt, xksEncrypt, xksKeyMetadata, type XksKeyBinding,
 } from '../../kms/xks.js';
 import type { Logger } from '../../log.js';
+import { requestDuration, requestErrors, requests } from '../../metrics/metrics.js';
 import type { KeyRecord } from '../../store/types.js';
 import { secondaryAuthorize, XksAuthenticator, type XksKeyOperation } from './auth.js';
 import type { XksConfig } from './config.js';
@@ -59,7 +61,10 @@ export interface XksFrontDoorOptions {
   accountId: string;
   clock: Clock;
   log: Logger;
-  /** Audit hook (called after each response is sent); a no-op by default. Must not throw or block. */
+  /**
+   * Extra audit hook (called after each response is sent); a no-op by default. Must not throw or
+   * block. Every request is also recorded in deps.audit (the audit trail) before it is answered.
+   */
   onAudit?: ((event: XksAuditEvent) => void) | undefined;
 }
 
@@ -89,6 +94,18 @@ interface Route {
   externalKeyId?: string | undefined;
 }
 
+const auditRefused = () =>
+  new XksError('InternalException', 'The audit trail cannot be written, so the request was refused without being performed. Retry later.');
+
+/** Request metrics (front_door 'xks'), as for the AWS API: operation 'unknown' for unrouted paths. */
+function countRequest(event: XksAuditEvent): void {
+  const labels = { front_door: 'xks', operation: event.operation ?? 'unknown' };
+  const outcome = event.status < 400 ? 'success' : event.status >= 500 ? 'server_error' : 'client_error';
+  requests.inc({ ...labels, outcome });
+  if (event.status >= 400) requestErrors.inc({ ...labels, code: event.errorName ?? `HTTP${event.status}` });
+  requestDuration.observe(labels, event.durationMs / 1000);
+}
+
 /** The request handler alone (the listener is startXksServer's job). */
 export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const prefixes = new Map<string, PrefixState>();
@@ -102,6 +119,7 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
   const resolver = new XksKeyResolver(opts.deps, opts.accountId);
   const health = new XksHealthCheck(opts.deps, resolver, opts.config.healthKey, opts.config.healthCacheMs);
   const onAudit = opts.onAudit;
+  const audit = opts.deps.audit;
   const log = opts.log;
 
   function route(path: string): Route | undefined {
@@ -133,7 +151,7 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       status: 0,
       durationMs: 0,
     };
-    const finish = (status: number, body: string, err?: XksError) => {
+    const send = (status: number, body: string) => {
       const headers: Record<string, string | number> = {
         'Content-Type': JSON_TYPE,
         'Content-Length': Buffer.byteLength(body),
@@ -142,6 +160,20 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       if (status === 405) headers.Allow = 'POST';
       res.writeHead(status, headers);
       res.end(body);
+      if (onAudit) {
+        try {
+          onAudit(event);
+        } catch (e) {
+          log.warn({ requestId, err: (e as Error)?.message }, 'XKS audit hook failed');
+        }
+      }
+    };
+    /**
+     * Records the call in the audit trail, then answers: a result (ciphertext, plaintext) leaves
+     * only after its event was written; in fail-closed mode a failed write turns the answer into
+     * InternalException. Request metrics are counted with the status actually sent.
+     */
+    const finish = (status: number, body: string, err?: XksError) => {
       event.status = status;
       event.durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       if (err) {
@@ -152,13 +184,22 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       } else {
         log.debug({ requestId, op: event.operation, ms: event.durationMs }, 'XKS request');
       }
-      if (onAudit) {
-        try {
-          onAudit(event);
-        } catch (e) {
-          log.warn({ requestId, err: (e as Error)?.message }, 'XKS audit hook failed');
-        }
-      }
+      audit.record(xksCallEvent(opts.deps, event)).then(
+        () => undefined,
+        (e: unknown) => {
+          log.error({ requestId, op: event.operation, err: (e as Error)?.message }, 'XKS audit event not written');
+          if (audit.failClosed) {
+            const refused = auditRefused();
+            event.status = refused.status;
+            event.errorName = refused.errorName;
+            event.errorMessage = refused.message;
+            body = errorBody(refused);
+          }
+        },
+      ).finally(() => {
+        countRequest(event);
+        send(event.status, body);
+      }).catch((e: unknown) => log.warn({ requestId, err: (e as Error)?.message }, 'XKS response not sent'));
     };
     const fail = (e: unknown) => {
       const err = toXksError(e);
@@ -192,7 +233,14 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
         return fail(new XksError('UnsupportedOperationException', `The request body is larger than ${MAX_BODY_BYTES} bytes.`));
       }
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
-      handle(r, req, body, requestId, event).then((out) => finish(200, JSON.stringify(out)), fail);
+      // Fail-closed: refuse before any work while the audit trail cannot be written.
+      const ready = audit.failClosed ? audit.ready() : Promise.resolve(true);
+      ready
+        .then((ok) => {
+          if (!ok) throw auditRefused();
+          return handle(r, req, body, requestId, event);
+        })
+        .then((out) => finish(200, JSON.stringify(out)), fail);
     });
   };
 
