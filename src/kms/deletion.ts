@@ -78,8 +78,8 @@ export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolea
       );
     }
     store.transaction(() => {
-      // Aliases, tags, versions, rotation settings, material history and import tokens reference
-      // keys(key_id) ON DELETE CASCADE. Grants (issue #3) must do the same, or be removed here.
+      // Aliases, tags, grants, versions, rotation settings, material history and import tokens
+      // reference keys(key_id) ON DELETE CASCADE, so deleting the key row removes them all.
       store.deleteKey(keyId);
       store.lifecycle.recordDeletion({
         keyId, arn: key.arn, accountId: key.accountId, origin: key.origin, scheduledFor: key.deletionDate as number,

@@ -1,6 +1,6 @@
 import {
-  CancelKeyDeletionCommand, CreateAliasCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand,
-  DisableKeyCommand, EnableKeyCommand, EncryptCommand, GenerateDataKeyCommand, ListAliasesCommand,
+  CancelKeyDeletionCommand, CreateAliasCommand, CreateGrantCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand,
+  DisableKeyCommand, EnableKeyCommand, EncryptCommand, GenerateDataKeyCommand, ListAliasesCommand, ListGrantsCommand,
   ListResourceTagsCommand, ReEncryptCommand, RotateKeyOnDemandCommand, ScheduleKeyDeletionCommand, TagResourceCommand,
   UpdateKeyDescriptionCommand,
 } from '@aws-sdk/client-kms';
@@ -127,6 +127,21 @@ describe('deletion when the date passes', () => {
       arn: key.Arn, objectsDestroyed: 3, deletedAt: clock.now().getTime(),
     });
     await h.kms.send(new EncryptCommand({ KeyId: bystander.KeyId, Plaintext: Buffer.from('unaffected') }));
+  });
+
+  it('removes the key\'s grants with it', async () => {
+    const key = await newKey();
+    const grantee = 'arn:aws:iam::111122223333:role/app';
+    const { GrantId } = await h.kms.send(
+      new CreateGrantCommand({ KeyId: key.KeyId, GranteePrincipal: grantee, RetiringPrincipal: grantee, Operations: ['Encrypt'] }),
+    );
+    expect(h.daemon.deps.store.getGrant(GrantId!)).toBeDefined();
+    await h.kms.send(new ScheduleKeyDeletionCommand({ KeyId: key.KeyId, PendingWindowInDays: 7 }));
+    advance(h, clock, 7 * DAY + 60_000);
+    expect((await h.daemon.scheduler.runOnce()).keysDeleted).toBe(1);
+    expect(h.daemon.deps.store.getGrant(GrantId!)).toBeUndefined();
+    expect(h.daemon.deps.store.grantsForKey(key.KeyId!)).toEqual([]);
+    expect((await failure(h.kms.send(new ListGrantsCommand({ KeyId: key.KeyId })))).name).toBe('NotFoundException');
   });
 
   it('deletes both halves of an asymmetric key pair and an HMAC key', async () => {
