@@ -16,6 +16,7 @@ import { decryptWithPrivateKey, encryptWithPublicKey, refuseRsaReEncrypt } from 
 import {
   blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, str,
 } from './validation.js';
+import { dryRunStop, noRecipient } from './request-flags.js';
 
 const ENCRYPTION_ALGORITHM = oneOf(['SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE']).optional();
 const DATA_KEY_SPEC = oneOf(['AES_256', 'AES_128']).optional();
@@ -37,15 +38,7 @@ function checkAlgorithm(key: KeyRecord, algorithm: string | undefined): void {
   }
 }
 
-function refuseRecipient(recipient: unknown): void {
-  if (recipient !== undefined) {
-    throw Errors.unsupported('Recipient (Nitro Enclaves attestation) is not supported by this key store.');
-  }
-}
 
-function dryRun(dry: boolean | undefined): void {
-  if (dry) throw Errors.dryRun('The request would have succeeded, but the DryRun option is set.');
-}
 
 /** Seals a plaintext under the key's current material. */
 export async function seal(deps: KmsDeps, key: KeyRecord, plaintext: Buffer, ec: EncryptionContext) {
@@ -94,7 +87,7 @@ async function open(
   requireUsable(key);
   const material = materialOf(deps, key, parsed.version);
   if (!material) throw Errors.invalidCiphertext('The ciphertext names key material that does not exist.');
-  dryRun(dry);
+  dryRunStop(dry);
   const aad = Buffer.concat([parsed.header, canonicalEncryptionContext(ec)]);
   try {
     const plaintext = await tokenFor(deps, key).decryptGcm(material.objectId, parsed.iv, aad, parsed.sealed);
@@ -131,7 +124,7 @@ export const Encrypt = operation(
     const target = resolveKey(deps, ctx, input.KeyId);
     if (isRsa(target)) return encryptWithPublicKey(deps, ctx, target, input);
     const key = encryptingKey(deps, ctx, input.KeyId, 'Encrypt', input.EncryptionAlgorithm);
-    dryRun(input.DryRun);
+    dryRunStop(input.DryRun);
     const { blob: ciphertext } = await seal(deps, key, input.Plaintext, input.EncryptionContext);
     return { CiphertextBlob: ciphertext, KeyId: key.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
   },
@@ -149,7 +142,7 @@ export const Decrypt = operation(
     DryRunModifiers: DRY_RUN_MODIFIERS,
   }),
   async (deps, ctx, input) => {
-    refuseRecipient(input.Recipient);
+    noRecipient(input.Recipient);
     // An RSA ciphertext does not name its key, so AWS needs KeyId to decrypt one.
     const named = input.KeyId === undefined ? undefined : resolveKey(deps, ctx, input.KeyId);
     if (named && isRsa(named)) return decryptWithPrivateKey(deps, ctx, named, input);
@@ -222,9 +215,9 @@ function dataKeyLength(input: { NumberOfBytes?: number | undefined; KeySpec?: st
 
 async function generateDataKey(deps: KmsDeps, ctx: RequestContext, input: z.output<typeof DataKeyRequest>, action: string) {
   const length = dataKeyLength(input);
-  refuseRecipient(input.Recipient);
+  noRecipient(input.Recipient);
   const key = encryptingKey(deps, ctx, input.KeyId, action);
-  dryRun(input.DryRun);
+  dryRunStop(input.DryRun);
   const plaintext = await deps.token.random(length);
   const sealed = await seal(deps, key, plaintext, input.EncryptionContext);
   return { key, plaintext, sealed };
@@ -244,7 +237,7 @@ export const GenerateDataKeyWithoutPlaintext = operation(DataKeyRequest.omit({ R
 export const GenerateRandom = operation(
   z.object({ NumberOfBytes: NUMBER_OF_BYTES, CustomKeyStoreId: str(1, 64).optional(), Recipient: RECIPIENT }),
   async (deps, ctx, input) => {
-    refuseRecipient(input.Recipient);
+    noRecipient(input.Recipient);
     authorize(ctx, 'GenerateRandom');
     // With CustomKeyStoreId the bytes come from that store's token (AWS: its CloudHSM cluster).
     const token = input.CustomKeyStoreId === undefined ? deps.token : connectedStoreToken(deps, ctx, input.CustomKeyStoreId);

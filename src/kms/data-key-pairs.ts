@@ -4,7 +4,7 @@ import type { KeyKind } from '../hsm/asymmetric.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { encryptingKey, seal } from './crypto.js';
 import { specInfo } from './key-specs.js';
-import { dryRunStop, noRecipient } from './key-use.js';
+import { dryRunStop, noRecipient } from './request-flags.js';
 import { blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, oneOf, str } from './validation.js';
 
 /**

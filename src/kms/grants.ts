@@ -13,6 +13,7 @@ import { resolveKey } from './key-ref.js';
 import {
   DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str,
 } from './validation.js';
+import { dryRunStop } from './request-flags.js';
 
 /** AWS's quotas: grants per KMS key, and the size of each encryption-context constraint. */
 export const grantLimits = { perKey: 50_000, constraintPairs: 8, constraintChars: 384 };
@@ -64,9 +65,6 @@ function checkConstraints(c: GrantConstraintsRecord | undefined, key: KeyRecord)
   }
 }
 
-function dryRun(dry: boolean | undefined): void {
-  if (dry) throw Errors.dryRun('The request would have succeeded, but the DryRun option is set.');
-}
 
 function grantEntry(deps: KmsDeps, g: GrantRecord) {
   return {
@@ -110,7 +108,7 @@ export const CreateGrant = operation(
     authorize(ctx, 'CreateGrant', key, { newGrant: { operations, constraints } });
     if (key.state === 'Disabled') throw Errors.disabled(`${key.arn} is disabled.`);
     if (key.state === 'PendingDeletion') throw Errors.invalidState(`${key.arn} is pending deletion.`);
-    dryRun(input.DryRun);
+    dryRunStop(input.DryRun);
 
     const params = {
       name: input.Name,
@@ -224,7 +222,7 @@ export const RetireGrant = operation(
     key ??= deps.store.getKey(grant.keyId);
     if (!key) throw Errors.notFound('Grant not found.');
     authorizeRetire(ctx, grant, key);
-    dryRun(input.DryRun);
+    dryRunStop(input.DryRun);
     deps.store.deleteGrant(grant.grantId);
     return {};
   },
@@ -238,7 +236,7 @@ export const RevokeGrant = operation(
     authorize(ctx, 'RevokeGrant', key);
     const grant = deps.store.getGrant(input.GrantId);
     if (!grant || grant.keyId !== key.keyId) throw Errors.notFound(`Grant ${input.GrantId} not found.`);
-    dryRun(input.DryRun);
+    dryRunStop(input.DryRun);
     deps.store.deleteGrant(grant.grantId);
     return {};
   },

@@ -4,7 +4,8 @@ import { Errors } from '../errors.js';
 import { CURVES, type Curve } from '../hsm/asymmetric.js';
 import { operation } from './context.js';
 import { kindOf, requireAlgorithm, specInfo } from './key-specs.js';
-import { dryRunStop, keyFor, noRecipient } from './key-use.js';
+import { keyFor } from './key-use.js';
+import { dryRunStop, noRecipient } from './request-flags.js';
 import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf, str } from './validation.js';
 import { tokenFor } from './token-for.js';
 

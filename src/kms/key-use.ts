@@ -36,12 +36,4 @@ export function checkedKey(
   return { key, material };
 }
 
-export function dryRunStop(dry: boolean | undefined): void {
-  if (dry) throw Errors.dryRun('The request would have succeeded, but the DryRun option is set.');
-}
 
-export function noRecipient(recipient: unknown): void {
-  if (recipient !== undefined) {
-    throw Errors.unsupported('Recipient (Nitro Enclaves attestation) is not supported by this key store.');
-  }
-}

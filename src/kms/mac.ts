@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { Errors } from '../errors.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { MAC_ALGORITHMS, requireAlgorithm, specInfo, type MacAlgorithm } from './key-specs.js';
-import { dryRunStop, keyFor } from './key-use.js';
+import { keyFor } from './key-use.js';
+import { dryRunStop } from './request-flags.js';
 import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf } from './validation.js';
 import { tokenFor } from './token-for.js';
 

@@ -6,7 +6,8 @@ import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps, RequestContext } from './context.js';
 import { resolveKey } from './key-ref.js';
 import { ENCRYPTION_ALGORITHMS, isRsa, kindOf, requireAlgorithm, specInfo, type EncryptionAlgorithm } from './key-specs.js';
-import { checkedKey, dryRunStop } from './key-use.js';
+import { checkedKey } from './key-use.js';
+import { dryRunStop } from './request-flags.js';
 import { tokenFor } from './token-for.js';
 
 /**

@@ -4,11 +4,11 @@ import { authorize } from '../authz/authorize.js';
 import { Errors, type KmsError } from '../errors.js';
 import type { MaterialInfo, RotationType } from '../store/lifecycle.js';
 import type { KeyMaterialRecord, KeyRecord, MetadataStore } from '../store/types.js';
-import { operation, type KmsDeps } from './context.js';
+import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { resolveKey } from './key-ref.js';
 import { isKeyLocked, withKeyLock } from './key-locks.js';
 import { supportsRotation } from './key-specs.js';
-import { checkKeyState } from './key-states.js';
+import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { LABEL_PREFIX, newMaterial } from './material.js';
 import { int, KEY_ID, LIMIT, MARKER, oneOf } from './validation.js';
 import { tokenFor } from './token-for.js';
@@ -49,6 +49,25 @@ export function rotationRefusal(key: KeyRecord, kind: 'automatic' | 'on-demand' 
     return Errors.unsupported(`${key.arn} is an AWS managed key; its rotation cannot be changed.`);
   }
   return undefined;
+}
+
+/**
+ * The common start of the rotation operations, in AWS's order: resolve the key (id or ARN, no
+ * alias), authorize, refuse keys that cannot rotate this way, check the key state.
+ */
+function rotationKey(
+  deps: KmsDeps,
+  ctx: RequestContext,
+  ref: string,
+  action: KeyStateAction,
+  kind: 'automatic' | 'on-demand' | 'list',
+): KeyRecord {
+  const key = resolveKey(deps, ctx, ref, false);
+  authorize(ctx, action, key);
+  const refusal = rotationRefusal(key, kind);
+  if (refusal) throw refusal;
+  checkKeyState(key, action);
+  return key;
 }
 
 /** On-demand or automatic rotations running now, by store and key: GetKeyRotationStatus reports them. */
@@ -154,11 +173,7 @@ const KeyOnly = z.object({ KeyId: KEY_ID });
 export const EnableKeyRotation = operation(
   z.object({ KeyId: KEY_ID, RotationPeriodInDays: int(90, 2560).optional() }),
   (deps, ctx, input) => {
-    const key = resolveKey(deps, ctx, input.KeyId, false);
-    authorize(ctx, 'EnableKeyRotation', key);
-    const refusal = rotationRefusal(key, 'automatic');
-    if (refusal) throw refusal;
-    checkKeyState(key, 'EnableKeyRotation');
+    const key = rotationKey(deps, ctx, input.KeyId, 'EnableKeyRotation', 'automatic');
     const periodDays = input.RotationPeriodInDays ?? DEFAULT_ROTATION_PERIOD_DAYS;
     const current = deps.store.lifecycle.getRotation(key.keyId);
     // Enabling starts the period now; changing the period of an enabled key keeps its anchor.
@@ -171,11 +186,7 @@ export const EnableKeyRotation = operation(
 );
 
 export const DisableKeyRotation = operation(KeyOnly, (deps, ctx, input) => {
-  const key = resolveKey(deps, ctx, input.KeyId, false);
-  authorize(ctx, 'DisableKeyRotation', key);
-  const refusal = rotationRefusal(key, 'automatic');
-  if (refusal) throw refusal;
-  checkKeyState(key, 'DisableKeyRotation');
+  const key = rotationKey(deps, ctx, input.KeyId, 'DisableKeyRotation', 'automatic');
   const current = deps.store.lifecycle.getRotation(key.keyId);
   if (current?.enabled) deps.store.lifecycle.putRotation({ ...current, enabled: false, nextRotationAt: undefined });
   return {};
@@ -200,11 +211,7 @@ export const GetKeyRotationStatus = operation(KeyOnly, (deps, ctx, input) => {
 });
 
 export const RotateKeyOnDemand = operation(KeyOnly, async (deps, ctx, input) => {
-  const key = resolveKey(deps, ctx, input.KeyId, false);
-  authorize(ctx, 'RotateKeyOnDemand', key);
-  const refusal = rotationRefusal(key, 'on-demand');
-  if (refusal) throw refusal;
-  checkKeyState(key, 'RotateKeyOnDemand');
+  const key = rotationKey(deps, ctx, input.KeyId, 'RotateKeyOnDemand', 'on-demand');
   if (key.origin === 'EXTERNAL' && !pendingRotationOf(deps, key.keyId)) {
     throw Errors.invalidState(
       `${key.arn} has no imported key material pending rotation. Import new key material (ImportType NEW_KEY_MATERIAL) first.`,
@@ -246,11 +253,7 @@ export const ListKeyRotations = operation(
     Marker: MARKER,
   }),
   (deps, ctx, input) => {
-    const key = resolveKey(deps, ctx, input.KeyId, false);
-    authorize(ctx, 'ListKeyRotations', key);
-    const refusal = rotationRefusal(key, 'list');
-    if (refusal) throw refusal;
-    checkKeyState(key, 'ListKeyRotations');
+    const key = rotationKey(deps, ctx, input.KeyId, 'ListKeyRotations', 'list');
     const after = decodeMarker(input.Marker);
     const all = input.IncludeKeyMaterial === 'ALL_KEY_MATERIAL';
     const info = new Map(deps.store.lifecycle.listMaterialInfo(key.keyId).map((i) => [i.version, i]));

@@ -4,7 +4,8 @@ import { Errors } from '../errors.js';
 import { HASH_BYTES } from '../hsm/asymmetric.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { kindOf, requireAlgorithm, SIGNING_ALGORITHMS, specInfo, type SigningAlgorithm } from './key-specs.js';
-import { dryRunStop, keyFor } from './key-use.js';
+import { keyFor } from './key-use.js';
+import { dryRunStop } from './request-flags.js';
 import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf } from './validation.js';
 import { tokenFor } from './token-for.js';
 
