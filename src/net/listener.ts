@@ -90,11 +90,22 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
   }
   if (opts.keepAliveTimeoutMs) server.keepAliveTimeout = opts.keepAliveTimeoutMs;
 
-  // During shutdown a keep-alive connection closes as soon as its response is sent.
+  // Shutdown finishes the requests in flight and closes every other connection at once: idle
+  // keep-alive ones, and those that never sent a request (or never finished the TLS handshake),
+  // which server.close() alone would wait for until their timeouts.
   let stopping = false;
-  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-    res.once('finish', () => {
-      if (stopping) setImmediate(() => server.closeIdleConnections());
+  const open = new Set<Socket>();
+  const busy = new WeakSet<Socket>();
+  server.on('connection', (raw: Socket) => {
+    open.add(raw);
+    raw.once('close', () => open.delete(raw));
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const raw = rawSocket(req.socket);
+    busy.add(raw);
+    res.once('close', () => {
+      busy.delete(raw);
+      if (stopping) setImmediate(() => raw.destroy());
     });
   });
   const address = opts.address;
@@ -113,11 +124,13 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
         stopping = true;
         for (const u of unwatch) u();
         server.close(() => resolve());
-        // Keep-alive connections with no request in flight would hold close() open.
-        server.closeIdleConnections();
+        for (const raw of open) if (!busy.has(raw)) raw.destroy();
       })),
   };
 }
+
+/** The TCP (or Unix) socket under a TLS socket: what the server's 'connection' event saw. */
+const rawSocket = (socket: Socket): Socket => (socket as Socket & { _parent?: Socket })._parent ?? socket;
 
 function contextOptions(tls: Pick<TlsSettings, 'cert' | 'key' | 'clientCa'>): SecureContextOptions {
   return { cert: tls.cert, key: tls.key.reveal(), minVersion: 'TLSv1.2', ...(tls.clientCa ? { ca: tls.clientCa } : {}) };
@@ -158,8 +171,8 @@ function refuseOtherSubjects(server: HttpsServer, names: string[] | undefined, n
 function answerPlainHttp(server: HttpsServer, name: string, log: Logger): void {
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     log.debug({ listener: name, remote: socket.remoteAddress, err: err.code ?? err.message }, 'TLS handshake failed');
-    const raw = (socket as TLSSocket & { _parent?: Socket })._parent;
-    if (err.code !== 'ERR_SSL_HTTP_REQUEST' || !raw || raw.destroyed) return;
+    const raw = rawSocket(socket);
+    if (err.code !== 'ERR_SSL_HTTP_REQUEST' || raw === socket || raw.destroyed) return;
     raw.end(
       `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${PLAIN_HTTP_ON_TLS_PORT.length}\r\n` +
         `Connection: close\r\n\r\n${PLAIN_HTTP_ON_TLS_PORT}`,
