@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isLoopback, listFromEnv, resolveTls, tlsFileFields, type TlsSettings } from './tls-settings.js';
+import { isLoopbackHost, listFromEnv, resolveTls, tlsFileFields, type TlsSettings } from './tls-settings.js';
 
 /**
  * TLS of the AWS API listener (the `tls` section and P11KMS_TLS_* variables; README, "TLS"),
@@ -61,7 +61,7 @@ export function resolveApiListenerSecurity({ host, file, fileOverride, env, cwd,
   }
   if (!given.certFile && !given.keyFile) {
     if (given.clientCaFile || clientPrincipals) fail('tls.clientCaFile and tls.clientPrincipals need tls.certFile and tls.keyFile');
-    if (!isLoopback(host) && !plainHttpBehindTlsProxy) {
+    if (!isLoopbackHost(host) && !plainHttpBehindTlsProxy) {
       fail(
         `host '${host}' is not a loopback address, and without TLS the AWS API would carry plaintexts, data keys and ` +
           'private keys in clear. Set tls.certFile and tls.keyFile (P11KMS_TLS_CERT, P11KMS_TLS_KEY), or, only when a ' +

@@ -8,10 +8,7 @@ import { Secret } from '../secret.js';
  * shape, reading the PEM files, and the loopback rule. The listener itself is in listener.ts.
  */
 
-/** Loopback addresses, where plain HTTP never leaves the host. */
-export const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+|localhost)$/;
-
-export const isLoopback = (host: string): boolean => LOOPBACK.test(host);
+export { isLoopbackHost } from './loopback.js';
 
 /** The `tls` object of a listener in the config file (paths relative to the working directory). */
 export const tlsFileFields = {

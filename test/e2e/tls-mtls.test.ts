@@ -6,12 +6,17 @@
  * certificate used with another principal's access key (a stolen key alone is not enough).
  */
 import { CreateKeyCommand, EncryptCommand } from '@aws-sdk/client-kms';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requests } from '../../src/metrics/metrics.js';
 import { ACCOUNT, failure, startHarness, type Harness } from '../helpers/daemon.js';
 import { createPrincipal, type TestPrincipal } from '../helpers/principals.js';
 import { devTls, handshake, httpsClient, unixSocketClient, type DevTls } from '../helpers/tls.js';
 
+const run = promisify(execFile);
 let h: Harness;
 let ca: DevTls;
 let stranger: DevTls;
@@ -51,6 +56,30 @@ describe('mutual TLS', () => {
     expect(out.KeyId).toContain(keyId);
     await encrypt(httpsClient(h.endpoint, { ca: ca.ca, ...ca.clients['admin-host'] }));
   });
+
+  it('serves boto3 with a client certificate (botocore Config client_cert) and refuses it without one', async () => {
+    const dir = mkdtempSync(join(ca.dir, 'boto3-'));
+    writeFileSync(join(dir, 'app1.pem'), ca.clients.app1!.cert);
+    writeFileSync(join(dir, 'app1.key'), ca.clients.app1!.key);
+    const script = `
+import boto3, botocore.config, botocore.exceptions, sys
+def kms(cert):
+    return boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1', verify=sys.argv[2],
+                        aws_access_key_id=sys.argv[3], aws_secret_access_key=sys.argv[4],
+                        config=botocore.config.Config(client_cert=cert, retries={'max_attempts': 1}))
+print(kms((sys.argv[6], sys.argv[7])).encrypt(KeyId=sys.argv[5], Plaintext=b'boto3 mtls')['KeyId'])
+try:
+    kms(None).encrypt(KeyId=sys.argv[5], Plaintext=b'no certificate')
+    print('served without a certificate')
+except (botocore.exceptions.SSLError, botocore.exceptions.ConnectionClosedError, botocore.exceptions.EndpointConnectionError) as e:
+    print('refused', type(e).__name__)
+`;
+    const { stdout } = await run('python3', ['-c', script, h.endpoint, ca.files.ca, user.accessKeyId, user.secretAccessKey, keyId,
+      join(dir, 'app1.pem'), join(dir, 'app1.key')], { env: { PATH: process.env.PATH, HOME: dir, AWS_CONFIG_FILE: join(dir, 'none') }, timeout: 60_000 });
+    const [served, refused] = stdout.trim().split('\n');
+    expect(served).toContain(keyId);
+    expect(refused).toMatch(/^refused /);
+  }, 90_000);
 
   it('refuses, before reading any request, clients without a certificate, from another CA, or with an unmapped CN', async () => {
     const before = await totalRequests();

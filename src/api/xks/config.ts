@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { XksKeyBinding } from '../../kms/xks.js';
-import { isLoopback, listFromEnv, resolveTls, tlsFileFields, type TlsSettings } from '../../net/tls-settings.js';
+import { isLoopbackHost, listFromEnv, resolveTls, tlsFileFields, type TlsSettings } from '../../net/tls-settings.js';
 import { Secret } from '../../secret.js';
 
 /**
@@ -182,7 +182,7 @@ export function resolveXksConfig<S>(
   };
   let tls: XksTlsConfig | undefined;
   if (insecureHttp) {
-    if (!isLoopback(host)) fail(`xks.insecureHttp (development mode) is allowed on loopback addresses only, not '${host}'`);
+    if (!isLoopbackHost(host)) fail(`xks.insecureHttp (development mode) is allowed on loopback addresses only, not '${host}'`);
     if (tlsFiles.certFile || tlsFiles.keyFile) fail('xks: choose either tls or insecureHttp, not both');
   } else {
     if (!tlsFiles.certFile || !tlsFiles.keyFile) {
