@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { SigningCredential } from '../api/aws-json/sigv4.js';
-import type { Principal } from '../kms/context.js';
+import type { Principal, SigningCredential } from '../model/identity.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
 import type { MetadataStore } from '../store/types.js';

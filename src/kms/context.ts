@@ -6,27 +6,12 @@ import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
 import type { KeyStoreRegistry } from './key-store-registry.js';
 import type { MetadataStore } from '../store/types.js';
+import type { RequestContext as ModelRequestContext } from '../model/request.js';
 
-/** Who is calling, as established by a front door's authentication. */
-export interface Principal {
-  type: 'Root' | 'IAMUser' | 'AssumedRole';
-  arn: string;
-  accountId: string;
-  accessKeyId: string;
-}
+export type { Principal } from '../model/identity.js';
 
-export interface RequestContext {
-  principal: Principal;
-  requestId: string;
-  sourceIp?: string | undefined;
-  userAgent?: string | undefined;
-  /** The decoded request: authorization reads condition-key facts from it (encryption context, algorithms, grant tokens). */
-  input?: Readonly<Record<string, unknown>> | undefined;
-  /** The authorization engine for this request; without one, authorize() allows account roots only. */
-  authz?: Authz | undefined;
-  /** Whether the request came over TLS (aws:SecureTransport). */
-  secureTransport?: boolean | undefined;
-}
+/** A request as the core sees it: the model's plain request, carrying the authorization engine. */
+export type RequestContext = ModelRequestContext<Authz>;
 
 /** What every operation can use. The core knows nothing of HTTP. */
 export interface KmsDeps {
