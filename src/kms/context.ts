@@ -4,7 +4,7 @@ import type { Audit } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
-import type { KeyStoreRegistry } from './key-store-registry.js';
+import type { KeyStoreConnections } from './key-store-connections.js';
 import type { MetadataStore } from '../store/types.js';
 import type { RequestContext as ModelRequestContext } from '../model/request.js';
 
@@ -28,7 +28,7 @@ export interface KmsDeps {
    * Custom key stores (issue #6): the tokens of connected stores. `token` above is the default
    * token; a key with a customKeyStoreId lives in its store's token (see token-for.ts).
    */
-  keyStores?: KeyStoreRegistry | undefined;
+  keyStores?: KeyStoreConnections | undefined;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {
