@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { Page } from './types.js';
+import type { Page } from './page.js';
 
 /**
  * Custom key stores (issue #6): one row per store. The store's KeyStorePassword (the token's
