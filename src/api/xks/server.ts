@@ -40,8 +40,10 @@ export interface XksAuditEvent {
   operation?: XksOperation | undefined;
   uriPrefix?: string | undefined;
   externalKeyId?: string | undefined;
-  /** The daemon key the external key id resolved to. */
+  /** The daemon key the external key id resolved to (its id, ARN and account: the audit event names it). */
   keyId?: string | undefined;
+  keyArn?: string | undefined;
+  keyAccountId?: string | undefined;
   /** The XKS SigV4 access key id that authenticated the request. */
   accessKeyId?: string | undefined;
   sourceIp?: string | undefined;
@@ -178,7 +180,7 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       } else {
         log.debug({ requestId, op: event.operation, ms: event.durationMs }, 'XKS request');
       }
-      audit.record(xksCallEvent(opts.deps, event)).then(
+      audit.record(xksCallEvent(event)).then(
         () => undefined,
         (e: unknown) => {
           log.error({ requestId, op: event.operation, err: (e as Error)?.message }, 'XKS audit event not written');
@@ -262,6 +264,8 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       if (!b) throw new XksError('KeyNotFoundException', `The external key ${(r.externalKeyId as string).slice(0, 128)} is not found.`);
       const key = resolver.resolve(b);
       event.keyId = key.keyId;
+      event.keyArn = key.arn;
+      event.keyAccountId = key.accountId;
       return { binding: b, key };
     };
     const authorizeKey = (op: XksKeyOperation, meta: RequestMetadata & { awsPrincipalArn: string }, key: KeyRecord) => {
