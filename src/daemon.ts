@@ -12,7 +12,7 @@ import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
 import { Authz } from './authz/engine.js';
-import { SecretBox } from './authz/secret-box.js';
+import { SecretBox } from './kms/secret-box.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';

@@ -1,5 +1,4 @@
 import pkcs11js from 'pkcs11js';
-import type { SecretBox } from '../authz/secret-box.js';
 import type { NamedHsm } from '../config.js';
 import { Errors, KmsError } from '../errors.js';
 import { ckrOf, isSessionLost } from '../hsm/ckr.js';
@@ -11,6 +10,7 @@ import type { CustomKeyStoreRecord } from '../store/key-stores.js';
 import type { KmsDeps } from './context.js';
 import type { ConnectionErrorCode, ConnectionState, KeyStoreConnections } from './key-store-connections.js';
 import { reconcileKeyStore } from './reconcile.js';
+import type { SecretBox } from './secret-box.js';
 import { notConnected } from './token-for.js';
 
 /**
