@@ -19,6 +19,8 @@ import {
  */
 
 export type { XksKeyBinding };
+/** The daemon key a binding resolves to: the XKS door holds it only to hand it back to the core and authorization. */
+export type { KeyRecord as XksDaemonKey };
 
 export interface XksKeyMetadata {
   keySpec: string;
