@@ -29,6 +29,13 @@ module.exports = {
       to: { path: '^src/(kms|store|authz|audit|api)/' },
     },
     {
+      name: 'only-hsm-speaks-pkcs11',
+      comment: 'src/hsm is the only code that imports pkcs11js: above it, keys are handles with verbs and failures are named, never CKR codes.',
+      severity: 'error',
+      from: { pathNot: '^src/hsm/' },
+      to: { path: '(^|/)node_modules/(pkcs11js|graphene-pk11)/' },
+    },
+    {
       name: 'store-is-metadata-only',
       comment: 'src/store holds metadata: it never calls the token, nor the core or the layers above it.',
       severity: 'error',
