@@ -22,6 +22,20 @@ module.exports = {
       to: { path: '^src/(hsm|store)/' },
     },
     {
+      name: 'core-knows-no-http',
+      comment: 'The KMS core and the layers beside and below it know nothing of HTTP or of any front door: adding a door touches no core file.',
+      severity: 'error',
+      from: { path: '^src/(kms|authz|audit|store|hsm)/' },
+      to: { path: ['^src/api/', '(^|/)node_modules/express/'] },
+    },
+    {
+      name: 'core-knows-no-http-modules',
+      comment: 'Node\'s HTTP servers belong to the front doors (src/api, src/net), not the core.',
+      severity: 'error',
+      from: { path: '^src/(kms|authz|audit|store|hsm)/' },
+      to: { dependencyTypes: ['core'], path: '^(node:)?https?$' },
+    },
+    {
       name: 'hsm-knows-no-kms',
       comment: 'src/hsm is PKCS#11 only: it knows nothing of KMS semantics, the store, authorization, audit or a front door.',
       severity: 'error',
