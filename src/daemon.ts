@@ -78,8 +78,9 @@ export async function startDaemon(
       maxSessions: config.hsm.maxSessions,
       sessionWaitMs: config.hsm.sessionWaitMs,
       maxWaiters: config.hsm.maxWaiters,
-      modifiableFalse: config.hsm.capabilities.modifiableFalse,
+      capabilities: config.hsm.capabilities,
       moduleEnv: config.hsm.moduleEnv,
+      libraryParameters: config.hsm.libraryParameters,
       workerThreads: config.hsm.workerThreads,
       observe: config.metrics.enabled ? observeTokenCall : undefined,
       onRecovered: (attempts) => {

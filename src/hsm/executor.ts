@@ -89,7 +89,7 @@ for (;;) {
     const dataLen = b.readUInt32BE(8);
     const aad = take(aadLen);
     const data = take(dataLen);
-    const mech = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad, ivBits: iv.length * 8, tagBits: 128 } };
+    const mech = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_GCM, iv, aad, ivBits: iv.length * 8, tagBits: 128 } };
     let out;
     if (kind === 1) {
       p.C_EncryptInit(session, mech, key);
