@@ -74,6 +74,7 @@ export async function startDaemon(
       modifiableFalse: config.hsm.capabilities.modifiableFalse,
       moduleEnv: config.hsm.moduleEnv,
       workerThreads: config.hsm.workerThreads,
+      callTimeoutMs: config.hsm.callTimeoutMs,
       observe: config.metrics.enabled ? observeTokenCall : undefined,
       onRecovered: (attempts) => {
         audit

@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import type { Secret } from '../secret.js';
 import { mechanismsFor, type Capability, type KeyKind } from './asymmetric.js';
 import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
-import { TokenExecutor } from './executor.js';
+import { TokenCallTimeout, TokenExecutor } from './executor.js';
 import { enterModule, leaveModule, reinitializeModule, type LoadedModule } from './module.js';
 import { SessionPool, type Pooled } from './session-pool.js';
 import { KeyTemplates } from './templates.js';
@@ -29,6 +29,8 @@ export interface TokenOptions {
   onRecovered?: (attempts: number) => void;
   /** Worker threads for AES-GCM calls (see executor.ts); 0 keeps them on the event loop + libuv pool. Default: max(2, CPUs). */
   workerThreads?: number;
+  /** A token call on a worker thread that has not answered after this long fails with 503 (0: wait forever). */
+  callTimeoutMs?: number;
   /**
    * Set for tokens whose loss someone else handles (custom key stores): the token then never
    * reinitializes the module itself and never retries with backoff. When its sessions are lost
@@ -109,7 +111,7 @@ export class TokenCore {
       open: () => this.p.C_OpenSession(this.slot, RW_SESSION),
       close: (s) => this.p.C_CloseSession(s),
     });
-    this.exec = opts.workerThreads === 0 ? undefined : new TokenExecutor(mod.path, opts.workerThreads);
+    this.exec = opts.workerThreads === 0 ? undefined : new TokenExecutor(mod.path, opts.workerThreads, opts.callTimeoutMs);
     mod.listeners.add(this.onReinitialized);
   }
 
@@ -211,6 +213,15 @@ export class TokenCore {
         this.pool.release(pooled);
         return result;
       } catch (e) {
+        if (e instanceof TokenCallTimeout) {
+          // The call is still inside the module: its session is closed (and the module counted
+          // busy, so no C_Finalize runs under it) only once it returns. The request fails now.
+          this.mod.inflight++;
+          void e.settled.then(() => leaveModule(this.mod));
+          if (pooled) this.pool.release(pooled, true, e.settled);
+          this.log.warn({ token: this.opts.tokenLabel, timeoutMs: e.timeoutMs }, 'token call timed out');
+          throw Errors.dependencyTimeout(`The key store did not answer within ${e.timeoutMs} ms.`);
+        }
         if (pooled) this.pool.release(pooled, !(e instanceof AuthenticationFailed || e instanceof KmsError));
         if (this.isClosed()) throw this.closedError();
         if (e instanceof AuthenticationFailed) throw e;

@@ -360,6 +360,7 @@ export class KeyStoreRegistry {
           maxSessions: hsm.maxSessions,
           sessionWaitMs: hsm.sessionWaitMs,
           maxWaiters: hsm.maxWaiters,
+          callTimeoutMs: hsm.callTimeoutMs,
           modifiableFalse: hsm.capabilities.modifiableFalse,
           moduleEnv: hsm.moduleEnv,
           observe: this.opts.observe,
