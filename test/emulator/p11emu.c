@@ -268,7 +268,7 @@ static void config_parse(config *c, FILE *f) {
   }
 }
 
-/* Re-reads the file when it changed; caller holds the lock. */
+/* Re-reads the file when it changed; caller holds the lock (gate() checks without it first). */
 static void config_refresh(void) {
   if (!cfg_path[0]) {
     const char *p = getenv("P11EMU_CONFIG");
@@ -333,8 +333,13 @@ static int token_absent(void) { return cfg.token_absent_until > now_ms(); }
  * (0 for slot calls); on success *real_h holds the real module's handle. Returns CKR_OK to go on.
  */
 static CK_RV gate(int fn, CK_SESSION_HANDLE h, CK_SESSION_HANDLE *real_h) {
+  /* stat() outside the lock: a thread preempted inside a syscall while holding the one lock
+   * would make every other session wait (a lock convoy that caps throughput under load). */
+  struct stat st;
+  int changed = cfg_path[0] && stat(cfg_path, &st) == 0 &&
+                (st.st_size != cfg_size || st.st_mtim.tv_sec != cfg_mtime.tv_sec || st.st_mtim.tv_nsec != cfg_mtime.tv_nsec);
   pthread_mutex_lock(&lock);
-  config_refresh();
+  if (changed || !cfg_path[0]) config_refresh();
   if (cfg.failover != seen_failover) {
     seen_failover = cfg.failover;
     drop_all_sessions("failover");
