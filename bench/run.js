@@ -7,7 +7,8 @@
 // BENCH_DAEMON_ENV='{"P11KMS_AUDIT_DURABILITY":"write"}' adds daemon environment.
 // The HSM rows (Encrypt through the HSM emulator at 1 and 5 ms per token call, pools 8/32/128):
 // BENCH_HSM_SECONDS (per row, default 5), BENCH_HSM_LATENCIES (default 1,5), BENCH_HSM_POOLS
-// (default 8,32,128), BENCH_HSM_WORKERS (token worker threads; default: the pool size).
+// (default 8,32,128), BENCH_HSM_WORKERS (token worker threads; default 0: GCM calls on the libuv pool,
+// the setting for a network HSM, README "Sizing the session pool").
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { HttpRequest } from '@smithy/protocol-http';
@@ -191,7 +192,7 @@ async function hsmRows(dir, conf) {
     for (const pool of HSM_POOLS) {
       const emuConf = join(dir, `p11emu-${latency}-${pool}.conf`);
       writeFileSync(emuConf, `module=${MODULE}\nlatency_ms=${latency}\n`);
-      const workers = Number(process.env.BENCH_HSM_WORKERS ?? pool);
+      const workers = Number(process.env.BENCH_HSM_WORKERS ?? 0);
       const connections = Math.max(16, 2 * pool);
       const capacity = (pool * 1000) / latency;
       const daemon = await startDaemon(dir, conf, {
@@ -211,6 +212,12 @@ async function hsmRows(dir, conf) {
         daemon.child.kill('SIGTERM');
         await new Promise((res) => daemon.child.once('exit', res));
       }
+      // The control: the same emulated HSM driven by `pool` plain threads, no daemon.
+      const direct = await runNode([join(ROOT, 'bench/hsm-direct.mjs'), module, LABEL, join(dir, 'softhsm', 'user.pin'), String(pool), '3'], {
+        env: { ...process.env, SOFTHSM2_CONF: conf, P11EMU_CONFIG: emuConf },
+      });
+      rows.at(-1).direct = direct.rps;
+      log(`HSM ${latency} ms, pool ${pool}: driven directly by ${pool} threads ${fmt(direct.rps)} ops/s`);
     }
   }
   return rows;
@@ -220,13 +227,13 @@ function hsmTable(rows) {
   if (rows.length === 0) return [];
   return [
     '',
-    `Through the HSM emulator (test/emulator, in front of the same SoftHSM2 token): Encrypt with the emulator sleeping the given latency in the calling thread on each C_Encrypt, as a network HSM blocks; one daemon per row with that many sessions and token worker threads, 2 × pool connections (at least 16), ${HSM_SECONDS} s after 1 s warm-up. Capacity = sessions ÷ latency.`,
+    `Through the HSM emulator (test/emulator, in front of the same SoftHSM2 token): Encrypt with the emulator sleeping the given latency in the calling thread on each C_Encrypt, as a network HSM blocks; one daemon per row with that many sessions (token worker threads: ${process.env.BENCH_HSM_WORKERS ?? 0}, i.e. ${(process.env.BENCH_HSM_WORKERS ?? '0') === '0' ? 'GCM calls on the libuv pool, UV_THREADPOOL_SIZE = sessions + 4' : 'worker threads'}), 2 × pool connections (at least 16), ${HSM_SECONDS} s after 1 s warm-up. Capacity = sessions ÷ latency.`,
     '',
-    '| Token call latency | Pool (sessions = workers) | Connections | Emulated HSM capacity (req/s) | Encrypt req/s | % of capacity | p50 (ms) | p99 (ms) | Daemon CPU (cores) | Load average after |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| Token call latency | Pool (sessions) | Connections | Emulated HSM capacity (req/s) | Same HSM driven directly (ops/s) | Daemon Encrypt req/s | % of capacity | p50 (ms) | p99 (ms) | Daemon CPU (cores) | Load average after |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows.map((r) => {
       const flag = r.non2xx || r.errors ? ` (${r.non2xx} non-2xx, ${r.errors} errors)` : '';
-      return `| ${r.latency} ms | ${r.pool} | ${r.connections} | ${fmt(r.capacity)} | ${fmt(r.rps)}${flag} | ${((100 * r.rps) / r.capacity).toFixed(0)} % | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.daemonCores.toFixed(2)} | ${r.load} |`;
+      return `| ${r.latency} ms | ${r.pool} | ${r.connections} | ${fmt(r.capacity)} | ${fmt(r.direct)} | ${fmt(r.rps)}${flag} | ${((100 * r.rps) / r.capacity).toFixed(0)} % | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.daemonCores.toFixed(2)} | ${r.load} |`;
     }),
   ];
 }

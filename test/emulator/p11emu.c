@@ -298,9 +298,12 @@ static session *session_of(CK_SESSION_HANDLE h) {
   return h && s->handle == h ? s : NULL;
 }
 
+/* Frees the slot; its generation stays, so the next session there gets a new handle. */
 static void session_free(session *s) {
+  unsigned gen = s->gen;
   free(s->aad);
   memset(s, 0, sizeof *s);
+  s->gen = gen;
   open_sessions--;
 }
 
@@ -316,9 +319,7 @@ static void drop_all_sessions(const char *why) {
       done[ndone++] = sessions[i].slot;
       if (real) real->C_CloseAllSessions(sessions[i].slot);
     }
-    unsigned gen = sessions[i].gen;
     session_free(&sessions[i]);
-    sessions[i].gen = gen;
   }
   emu_log("event %s: all sessions closed", why);
 }
@@ -443,9 +444,7 @@ static CK_RV E_C_Finalize(CK_VOID_PTR r) {
   pthread_mutex_lock(&lock);
   for (int i = 0; i < SLOTS; i++)
     if (sessions[i].handle) {
-      unsigned gen = sessions[i].gen;
       session_free(&sessions[i]);
-      sessions[i].gen = gen;
     }
   pthread_mutex_unlock(&lock);
   return rv;
@@ -579,9 +578,7 @@ static CK_RV E_C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, C
     s->slot = slot;
     *ph = s->handle;
   } else {
-    unsigned gen = s->gen;
     session_free(s);
-    s->gen = gen;
   }
   pthread_mutex_unlock(&lock);
   return rv;
@@ -593,9 +590,7 @@ static CK_RV E_C_CloseSession(CK_SESSION_HANDLE hSession) {
   pthread_mutex_lock(&lock);
   session *s = session_of(hSession);
   if (s) {
-    unsigned gen = s->gen;
     session_free(s);
-    s->gen = gen;
   }
   pthread_mutex_unlock(&lock);
   return rv;
@@ -607,9 +602,7 @@ static CK_RV E_C_CloseAllSessions(CK_SLOT_ID slot) {
   pthread_mutex_lock(&lock);
   for (int i = 0; i < SLOTS; i++)
     if (sessions[i].handle && sessions[i].slot == slot) {
-      unsigned gen = sessions[i].gen;
       session_free(&sessions[i]);
-      sessions[i].gen = gen;
     }
   pthread_mutex_unlock(&lock);
   return rv;
