@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
+import { CapabilitiesSchema } from './hsm/profile.js';
 import { Secret } from './secret.js';
 
 /**
@@ -28,14 +29,10 @@ const HsmSchema = z
     /** A token call on a worker thread without an answer after this long fails with 503 DependencyTimeoutException (0: no limit). */
     callTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
     moduleEnv: z.record(z.string(), z.string()).default({}),
-    capabilities: z
-      .object({
-        gcmIv: z.enum(['caller', 'token-generated', 'token-appended']).default('caller'),
-        gcmZeroIvBuffer: z.boolean().default(false),
-        modifiableFalse: z.boolean().default(true),
-      })
-      .strict()
-      .prefault({}),
+    /** C_Initialize's pReserved string, for modules that take init arguments (NSS softoken: configdir=…). */
+    libraryParameters: z.string().min(1).optional(),
+    /** The module's capability profile (src/hsm/profile.ts; native-config/README.md). */
+    capabilities: CapabilitiesSchema.prefault({}),
   })
   .strict();
 
@@ -161,9 +158,6 @@ function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv,
       );
     }
     const { $comment: _, trustAnchorCertificate, ...rest } = h;
-    if (rest.capabilities.gcmIv !== 'caller') {
-      throw new ConfigError(`hsms.${name}.capabilities.gcmIv '${rest.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`);
-    }
     const where = `${rest.module}\u0000${rest.tokenLabel}`;
     const other = seen.get(where);
     if (other) {
@@ -226,11 +220,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
   hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
   hsm.callTimeoutMs = intFromEnv(env, 'P11KMS_TOKEN_CALL_TIMEOUT_MS') ?? hsm.callTimeoutMs;
-  if (hsm.capabilities.gcmIv !== 'caller') {
-    throw new ConfigError(
-      `hsm.capabilities.gcmIv '${hsm.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`,
-    );
-  }
   const pin = env.P11KMS_PIN
     ? new Secret(env.P11KMS_PIN)
     : readSecret(

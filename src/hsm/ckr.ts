@@ -44,14 +44,3 @@ export const isSessionLost = (e: unknown): boolean => SESSION_LOST.has(ckrOf(e) 
 export const isModuleLost = (e: unknown): boolean => MODULE_LOST.has(ckrOf(e) ?? -1);
 export const isStaleHandle = (e: unknown): boolean =>
   ckrOf(e) === pkcs11js.CKR_OBJECT_HANDLE_INVALID || ckrOf(e) === pkcs11js.CKR_KEY_HANDLE_INVALID;
-
-/**
- * How a failed AEAD decryption shows up. SoftHSM2 reports a GCM tag mismatch as
- * CKR_GENERAL_ERROR; the standard says CKR_ENCRYPTED_DATA_INVALID; some modules use the length code.
- */
-const AUTH_FAILED = new Set<number>([
-  pkcs11js.CKR_ENCRYPTED_DATA_INVALID,
-  pkcs11js.CKR_ENCRYPTED_DATA_LEN_RANGE,
-  pkcs11js.CKR_GENERAL_ERROR,
-]);
-export const isAuthenticationFailure = (e: unknown): boolean => AUTH_FAILED.has(ckrOf(e) ?? -1);

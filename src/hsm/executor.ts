@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type pkcs11js from 'pkcs11js';
 
 /**
  * A token call that did not answer within the executor's timeout (a hung network HSM). The worker
@@ -14,6 +15,32 @@ export class TokenCallTimeout extends Error {
   ) {
     super(`token call did not answer within ${timeoutMs} ms`);
   }
+}
+
+/**
+ * The module with a timeout on every asynchronous call (C_xxxAsync, run on the libuv pool): one
+ * that has not settled after `timeoutMs` rejects with TokenCallTimeout. The libuv thread stays
+ * inside the module until the call returns; `settled` says when.
+ */
+export function withCallTimeout(p: pkcs11js.PKCS11, timeoutMs: number): pkcs11js.PKCS11 {
+  return new Proxy(p, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver) as unknown;
+      if (typeof name !== 'string' || !name.endsWith('Async') || typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const call = (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        let timer: NodeJS.Timeout | undefined;
+        const settled = call.then(
+          () => undefined,
+          () => undefined,
+        );
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new TokenCallTimeout(timeoutMs, settled)), timeoutMs);
+        });
+        return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+      };
+    },
+  });
 }
 
 /** Errors from a worker carry the PKCS#11 code (like pkcs11js errors) and the phase that failed. */
@@ -106,7 +133,7 @@ for (;;) {
     const dataLen = b.readUInt32BE(8);
     const aad = take(aadLen);
     const data = take(dataLen);
-    const mech = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad, ivBits: iv.length * 8, tagBits: 128 } };
+    const mech = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_GCM, iv, aad, ivBits: iv.length * 8, tagBits: 128 } };
     let out;
     if (kind === 1) {
       p.C_EncryptInit(session, mech, key);

@@ -4,9 +4,11 @@ import type { Logger } from '../log.js';
 import type { Secret } from '../secret.js';
 import { mechanismsFor, type Capability, type KeyKind } from './asymmetric.js';
 import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
-import { TokenCallTimeout, TokenExecutor } from './executor.js';
+import { TokenCallTimeout, TokenExecutor, withCallTimeout } from './executor.js';
 import { enterModule, leaveModule, reinitializeModule, type LoadedModule } from './module.js';
 import { SessionPool, type Pooled } from './session-pool.js';
+import { contradiction, poolSize, probeSlot, type TokenFacts } from './probe.js';
+import { CapabilitiesSchema, checkProfile, resolveProfile, type CapabilitiesInput, type ResolvedProfile } from './profile.js';
 import { KeyTemplates } from './templates.js';
 
 /** A PKCS#11 session or object handle, as pkcs11js gives it. */
@@ -20,9 +22,13 @@ export interface TokenOptions {
   sessionWaitMs: number;
   /** Callers allowed to queue for a session before new ones are throttled. */
   maxWaiters: number;
-  /** Whether the module accepts CKA_MODIFIABLE=false on generated keys. */
-  modifiableFalse: boolean;
+  /** The module's capability profile (profile.ts); defaults are SoftHSM2's. */
+  capabilities?: CapabilitiesInput;
+  /** Overrides capabilities.modifiableFalse (older call sites pass it on its own). */
+  modifiableFalse?: boolean;
   moduleEnv?: Record<string, string>;
+  /** C_Initialize init arguments (NSS softoken's configdir=…); the module is initialized once per process. */
+  libraryParameters?: string;
   /** Called after every token call with its mechanism, the time spent in the token and whether it succeeded (metrics). */
   observe?: (mechanism: string, operation: string, seconds: number, ok: boolean) => void;
   /** Called after a successful reconnect (audit trail). */
@@ -60,11 +66,6 @@ const RW_SESSION = pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION;
 /** Session states after C_Login (PKCS#11 CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS). */
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
-/** What symmetric KMS keys need from a token; checked once at start-up rather than on first use. */
-const REQUIRED_MECHANISMS: [string, number][] = [
-  ['CKM_AES_KEY_GEN', pkcs11js.CKM_AES_KEY_GEN],
-  ['CKM_AES_GCM', pkcs11js.CKM_AES_GCM],
-];
 
 /**
  * The session core of one PKCS#11 token: the module, a persistent logged-in session, a pool of
@@ -85,6 +86,10 @@ export class TokenCore {
   readonly templates: KeyTemplates;
   /** The token's mechanism list, read when the slot is found. */
   mechanismSet: Set<number> | undefined;
+  /** What the start-up probe found (refreshed on every reconnect). */
+  facts!: TokenFacts;
+  /** The module's capability profile, resolved to numbers. */
+  readonly profile: ResolvedProfile;
   private recovering: Promise<void> | undefined;
   private _state: TokenState = 'ready';
   private _recoveries = 0;
@@ -95,23 +100,37 @@ export class TokenCore {
   private closedError: () => KmsError = () => Errors.dependencyTimeout('The key store is shutting down.');
   private lostReported = false;
   private readonly onReinitialized = () => this.afterModuleReinitialized();
+  /** The module with the per-call timeout on its asynchronous (libuv pool) calls. */
+  private timedModule: { target: pkcs11js.PKCS11; proxy: pkcs11js.PKCS11 } | undefined;
 
   protected constructor(
     private readonly mod: LoadedModule,
     readonly opts: TokenOptions,
     readonly log: Logger,
   ) {
-    this.templates = new KeyTemplates(opts.modifiableFalse);
+    const caps = CapabilitiesSchema.parse(opts.capabilities ?? {});
+    if (opts.modifiableFalse !== undefined) caps.modifiableFalse = opts.modifiableFalse;
+    const wrong = checkProfile(caps);
+    if (wrong) throw new TokenOpenError(`Token '${opts.tokenLabel}': the profile contradicts itself: ${wrong}`, undefined, 'mechanisms');
+    this.profile = resolveProfile(caps);
+    this.templates = new KeyTemplates(caps);
     this.slot = this.findSlot();
     this.login();
+    const sessions = poolSize(opts.maxSessions, this.facts, this.profile);
+    if (sessions < opts.maxSessions) {
+      log.warn({ token: opts.tokenLabel, configured: opts.maxSessions, sessions, tokenLimit: this.facts.maxRwSessions }, 'session pool reduced to the token limit');
+    }
     this.pool = new SessionPool<Handle>({
-      max: opts.maxSessions,
+      max: sessions,
       waitMs: opts.sessionWaitMs,
       maxWaiters: opts.maxWaiters,
       open: () => this.p.C_OpenSession(this.slot, RW_SESSION),
       close: (s) => this.p.C_CloseSession(s),
     });
-    this.exec = opts.workerThreads === 0 ? undefined : new TokenExecutor(mod.path, opts.workerThreads, opts.callTimeoutMs);
+    // Worker threads pay off for in-process software tokens (CPU work); a network HSM's calls are
+    // waits, better spread over the libuv pool than queued behind a few workers.
+    this.exec =
+      opts.workerThreads === 0 || !caps.softwareToken ? undefined : new TokenExecutor(mod.path, opts.workerThreads, opts.callTimeoutMs);
     mod.listeners.add(this.onReinitialized);
   }
 
@@ -121,7 +140,11 @@ export class TokenCore {
   }
 
   get p(): pkcs11js.PKCS11 {
-    return this.mod.pkcs11;
+    if (!this.opts.callTimeoutMs) return this.mod.pkcs11;
+    if (this.timedModule?.target !== this.mod.pkcs11) {
+      this.timedModule = { target: this.mod.pkcs11, proxy: withCallTimeout(this.mod.pkcs11, this.opts.callTimeoutMs) };
+    }
+    return this.timedModule.proxy;
   }
 
   get state(): TokenState {
@@ -153,11 +176,11 @@ export class TokenCore {
     }
     if (slots.length > 1) throw Errors.internal(`More than one token is labelled '${this.opts.tokenLabel}'; labels must be unique`);
     const slot = slots[0] as Handle;
-    const mechanisms = new Set(this.p.C_GetMechanismList(slot));
-    this.mechanismSet = mechanisms;
-    for (const [name, m] of REQUIRED_MECHANISMS) {
-      if (!mechanisms.has(m)) throw new TokenOpenError(`Token '${this.opts.tokenLabel}' does not support ${name}`, undefined, 'mechanisms');
-    }
+    const facts = probeSlot(this.p, slot);
+    const wrong = contradiction(this.profile, facts, this.opts.tokenLabel);
+    if (wrong) throw new TokenOpenError(wrong, undefined, 'mechanisms');
+    this.facts = facts;
+    this.mechanismSet = new Set(facts.mechanisms.keys());
     return slot;
   }
 
@@ -498,6 +521,22 @@ export class TokenCore {
     const handle = this.find(session, [
       { type: pkcs11js.CKA_ID, value: id },
       { type: pkcs11js.CKA_CLASS, value: cls },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+    ])[0];
+    if (!handle) throw Errors.keyUnavailable('The key material for this KMS key is not present in the key store.');
+    this.handles.set(cacheKey, handle);
+    return handle;
+  }
+
+  /** The secret key object with this CKA_ID and key type (an AES-CBC + HMAC key is two objects under one id). */
+  secretKeyOfType(session: Handle, id: Buffer, keyType: number): Handle {
+    const cacheKey = `${id.toString('hex')}/key-type-${keyType}`;
+    const cached = this.handles.get(cacheKey);
+    if (cached) return cached;
+    const handle = this.find(session, [
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: keyType },
       { type: pkcs11js.CKA_TOKEN, value: true },
     ])[0];
     if (!handle) throw Errors.keyUnavailable('The key material for this KMS key is not present in the key store.');

@@ -361,8 +361,9 @@ export class KeyStoreRegistry {
           sessionWaitMs: hsm.sessionWaitMs,
           maxWaiters: hsm.maxWaiters,
           callTimeoutMs: hsm.callTimeoutMs,
-          modifiableFalse: hsm.capabilities.modifiableFalse,
+          capabilities: hsm.capabilities,
           moduleEnv: hsm.moduleEnv,
+          libraryParameters: hsm.libraryParameters,
           observe: this.opts.observe,
           onLost: (reason) => this.onLost(rec.id, epoch, reason),
         },
@@ -375,12 +376,12 @@ export class KeyStoreRegistry {
       if (first !== 'probe') return first;
     }
     // Not visible to this process: ask a fresh process whether the token is there at all.
-    const probe = await probeToken(hsm.module, hsm.tokenLabel, hsm.moduleEnv);
+    const probe = await probeToken(hsm.module, hsm.tokenLabel, hsm.moduleEnv, undefined, hsm.libraryParameters);
     if (this.runtime(rec.id).epoch !== epoch) return { cancelled: true };
     if (!probe.present) return { code: 'CLUSTER_NOT_FOUND', detail: `token '${hsm.tokenLabel}' not found (${probe.reason})` };
     // It is there: this process's module has not seen it yet (it came back, or was created after start-up).
     this.deps.log.info({ customKeyStoreId: rec.id, token: hsm.tokenLabel }, 'token is back; reinitializing its PKCS#11 module');
-    await reinitializeModule(loadModule(hsm.module, hsm.moduleEnv));
+    await reinitializeModule(loadModule(hsm.module, hsm.moduleEnv, hsm.libraryParameters));
     if (this.runtime(rec.id).epoch !== epoch) return { cancelled: true };
     try {
       return { token: open() };
