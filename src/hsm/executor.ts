@@ -23,10 +23,21 @@ export class TokenCallTimeout extends Error {
  * inside the module until the call returns; `settled` says when.
  */
 export function withCallTimeout(p: pkcs11js.PKCS11, timeoutMs: number): pkcs11js.PKCS11 {
+  // Native methods must be called on the real object, never on the proxy: bound once, cached.
+  const bound = new Map<string | symbol, unknown>();
   return new Proxy(p, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver) as unknown;
-      if (typeof name !== 'string' || !name.endsWith('Async') || typeof value !== 'function') return value;
+    get(target, name) {
+      const known = bound.get(name);
+      if (known) return known;
+      const value = Reflect.get(target, name) as unknown;
+      if (typeof value !== 'function') return value;
+      const fn = typeof name === 'string' && name.endsWith('Async') ? timed(target, value as (...a: unknown[]) => Promise<unknown>) : value.bind(target);
+      bound.set(name, fn);
+      return fn;
+    },
+  });
+
+  function timed(target: pkcs11js.PKCS11, value: (...a: unknown[]) => Promise<unknown>) {
       return (...args: unknown[]) => {
         const call = (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
         let timer: NodeJS.Timeout | undefined;
@@ -39,8 +50,7 @@ export function withCallTimeout(p: pkcs11js.PKCS11, timeoutMs: number): pkcs11js
         });
         return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
       };
-    },
-  });
+  }
 }
 
 /** Errors from a worker carry the PKCS#11 code (like pkcs11js errors) and the phase that failed. */
