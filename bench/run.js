@@ -7,8 +7,7 @@
 // BENCH_DAEMON_ENV='{"P11KMS_AUDIT_DURABILITY":"write"}' adds daemon environment.
 // The HSM rows (Encrypt through the HSM emulator at 1 and 5 ms per token call, pools 8/32/128):
 // BENCH_HSM_SECONDS (per row, default 5), BENCH_HSM_LATENCIES (default 1,5), BENCH_HSM_POOLS
-// (default 8,32,128), BENCH_HSM_WORKERS (token worker threads; default 0: GCM calls on the libuv pool,
-// the setting for a network HSM, README "Sizing the session pool").
+// (default 8,32,128).
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { HttpRequest } from '@smithy/protocol-http';
@@ -192,22 +191,21 @@ async function hsmRows(dir, conf) {
     for (const pool of HSM_POOLS) {
       const emuConf = join(dir, `p11emu-${latency}-${pool}.conf`);
       writeFileSync(emuConf, `module=${MODULE}\nlatency_ms=${latency}\n`);
-      const workers = Number(process.env.BENCH_HSM_WORKERS ?? 0);
       const connections = Math.max(16, 2 * pool);
       const capacity = (pool * 1000) / latency;
       const daemon = await startDaemon(dir, conf, {
-        P11KMS_PKCS11_MODULE: module, P11EMU_CONFIG: emuConf, P11KMS_MAX_SESSIONS: String(pool), P11KMS_TOKEN_WORKER_THREADS: String(workers),
+        P11KMS_PKCS11_MODULE: module, P11EMU_CONFIG: emuConf, P11KMS_MAX_SESSIONS: String(pool),
       });
       try {
         const kms = new KMSClient({ endpoint: `http://127.0.0.1:${daemon.port}`, region: REGION, credentials: CREDENTIALS });
         const key = (await kms.send(new CreateKeyCommand({ Description: 'bench hsm' }))).KeyMetadata;
         const bodies = Array.from({ length: 64 }, (_, i) =>
           JSON.stringify({ KeyId: key.KeyId, Plaintext: b64(Buffer.alloc(32, i)), EncryptionContext: ENCRYPTION_CONTEXT }));
-        log(`HSM ${latency} ms, pool ${pool}, ${workers} workers: warm-up 1 s, then ${HSM_SECONDS} s at ${connections} connections`);
+        log(`HSM ${latency} ms, pool ${pool}: warm-up 1 s, then ${HSM_SECONDS} s at ${connections} connections`);
         await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), 1, daemon.child.pid, connections);
         const r = await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), HSM_SECONDS, daemon.child.pid, connections);
         log(`HSM ${latency} ms, pool ${pool}: ${fmt(r.rps)} req/s of ${fmt(capacity)} (${((100 * r.rps) / capacity).toFixed(0)} %), p50 ${r.p50} ms, p99 ${r.p99} ms, daemon ${r.daemonCores.toFixed(2)} cores, load ${loadavg()}`);
-        rows.push({ latency, pool, workers, connections, capacity, load: loadavg(), ...r });
+        rows.push({ latency, pool, connections, capacity, load: loadavg(), ...r });
       } finally {
         daemon.child.kill('SIGTERM');
         await new Promise((res) => daemon.child.once('exit', res));
@@ -227,7 +225,7 @@ function hsmTable(rows) {
   if (rows.length === 0) return [];
   return [
     '',
-    `Through the HSM emulator (test/emulator, in front of the same SoftHSM2 token): Encrypt with the emulator sleeping the given latency in the calling thread on each C_Encrypt, as a network HSM blocks; one daemon per row with that many sessions (token worker threads: ${process.env.BENCH_HSM_WORKERS ?? 0}, i.e. ${(process.env.BENCH_HSM_WORKERS ?? '0') === '0' ? 'GCM calls on the libuv pool, UV_THREADPOOL_SIZE = sessions + 4' : 'worker threads'}), 2 × pool connections (at least 16), ${HSM_SECONDS} s after 1 s warm-up. Capacity = sessions ÷ latency.`,
+    `Through the HSM emulator (test/emulator, in front of the same SoftHSM2 token): Encrypt with the emulator sleeping the given latency in the calling thread on each C_Encrypt, as a network HSM blocks; one daemon per row with that many sessions (a network-HSM profile: token calls on the libuv pool, UV_THREADPOOL_SIZE = sessions + 4), 2 × pool connections (at least 16), ${HSM_SECONDS} s after 1 s warm-up. Capacity = sessions ÷ latency.`,
     '',
     '| Token call latency | Pool (sessions) | Connections | Emulated HSM capacity (req/s) | Same HSM driven directly (ops/s) | Daemon Encrypt req/s | % of capacity | p50 (ms) | p99 (ms) | Daemon CPU (cores) | Load average after |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
