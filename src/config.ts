@@ -27,7 +27,7 @@ const HsmSchema = z
     maxWaiters: z.number().int().min(0).max(100_000).default(1024),
     /** Worker threads that run AES-GCM token calls off the event loop (0: event loop + libuv pool). Default max(2, CPUs). */
     workerThreads: z.number().int().min(0).max(256).optional(),
-    /** A token call on a worker thread without an answer after this long fails with 503 DependencyTimeoutException (0: no limit). */
+    /** A per-request token call (not key generation) without an answer after this long fails with 503 DependencyTimeoutException (0: no limit). */
     callTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
     moduleEnv: z.record(z.string(), z.string()).default({}),
     /** C_Initialize's pReserved string, for modules that take init arguments (NSS softoken: configdir=…). */

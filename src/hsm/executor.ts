@@ -18,9 +18,18 @@ export class TokenCallTimeout extends Error {
 }
 
 /**
- * The module with a timeout on every asynchronous call (C_xxxAsync, run on the libuv pool): one
- * that has not settled after `timeoutMs` rejects with TokenCallTimeout. The libuv thread stays
- * inside the module until the call returns; `settled` says when.
+ * The asynchronous calls (run on the libuv pool) that get the per-call timeout: the per-request
+ * cryptographic ones. Key generation is left unbounded: an RSA-4096 key pair takes seconds on a
+ * software token, longer under load, and is not a sign of a hung HSM.
+ */
+const TIMED_CALLS = new Set([
+  'C_EncryptAsync', 'C_DecryptAsync', 'C_SignAsync', 'C_VerifyAsync', 'C_DigestAsync', 'C_WrapKeyAsync', 'C_UnwrapKeyAsync', 'C_DeriveKeyAsync',
+]);
+
+/**
+ * The module with a timeout on its per-request asynchronous calls (TIMED_CALLS): one that has not
+ * settled after `timeoutMs` rejects with TokenCallTimeout. The libuv thread stays inside the
+ * module until the call returns; `settled` says when.
  */
 export function withCallTimeout(p: pkcs11js.PKCS11, timeoutMs: number): pkcs11js.PKCS11 {
   // Native methods must be called on the real object, never on the proxy: bound once, cached.
@@ -31,7 +40,7 @@ export function withCallTimeout(p: pkcs11js.PKCS11, timeoutMs: number): pkcs11js
       if (known) return known;
       const value = Reflect.get(target, name) as unknown;
       if (typeof value !== 'function') return value;
-      const fn = typeof name === 'string' && name.endsWith('Async') ? timed(target, value as (...a: unknown[]) => Promise<unknown>) : value.bind(target);
+      const fn = typeof name === 'string' && TIMED_CALLS.has(name) ? timed(target, value as (...a: unknown[]) => Promise<unknown>) : value.bind(target);
       bound.set(name, fn);
       return fn;
     },

@@ -35,7 +35,7 @@ export interface TokenOptions {
   onRecovered?: (attempts: number) => void;
   /** Worker threads for AES-GCM calls (see executor.ts); 0 keeps them on the event loop + libuv pool. Default: max(2, CPUs). */
   workerThreads?: number;
-  /** A token call on a worker thread that has not answered after this long fails with 503 (0: wait forever). */
+  /** A per-request token call (worker thread or libuv pool; not key generation) without an answer after this long fails with 503 (0: wait forever). */
   callTimeoutMs?: number;
   /**
    * Set for tokens whose loss someone else handles (custom key stores): the token then never
