@@ -92,6 +92,11 @@ export function reinitializeModule(mod: LoadedModule): Promise<void> {
     open = resolve;
   });
   const done = (async () => {
+    // Yield first: with nothing in flight the body would otherwise run (and its finally delete
+    // the entry) before reinitializing.set below, leaving a settled promise that every later
+    // call returned without reinitializing; and listeners would run inside the caller's
+    // synchronous part, before it could record that a recovery is under way.
+    await null;
     try {
       if (mod.inflight > 0) {
         let timer: NodeJS.Timeout | undefined;

@@ -250,8 +250,13 @@ export class TokenCore {
         if (e instanceof AuthenticationFailed) throw e;
         if (e instanceof KmsError) {
           // A missing object can mean a missing token (SoftHSM2 keeps the session of a token
-          // whose files were removed, and finds nothing in it).
-          if (e.code === 'KeyUnavailableException' && this.opts.onLost && !this.isPresent()) throw this.lost(e);
+          // whose files were removed, and finds nothing in it): then it is a token fault, not
+          // a permanent state of the key. Only a present token that lacks the object says so.
+          if (e.code === 'KeyUnavailableException' && !this.isPresent()) {
+            if (this.opts.onLost) throw this.lost(e);
+            if (this.tokenAway(attempt)) continue;
+            throw this.unavailable();
+          }
           throw e;
         }
         if (isStaleHandle(e) && attempt === 0) {
@@ -265,13 +270,33 @@ export class TokenCore {
           if (this.isClosed()) throw this.closedError();
           throw Errors.dependencyTimeout('The key store is temporarily unavailable; the daemon is reconnecting.');
         }
-        if (this.opts.onLost && !this.isPresent()) throw this.lost(e);
+        if (!this.isPresent()) {
+          if (this.opts.onLost) throw this.lost(e);
+          if (this.tokenAway(attempt)) continue;
+          throw this.unavailable();
+        }
         this.log.error({ ckr: ckrName(ckrOf(e)), err: (e as Error).message }, 'token operation failed');
         throw Errors.internal(`The key store failed the operation (${ckrName(ckrOf(e))}).`);
       } finally {
         leaveModule(this.mod);
       }
     }
+  }
+
+  /**
+   * The token went away under an operation (the default token: nobody else handles it). Starts
+   * the recovery loop (with a module reinitialization: SoftHSM2 and network HSM clients only see
+   * a returned token after one) and says whether to try once more, which waits for it.
+   */
+  private tokenAway(attempt: number): boolean {
+    this.log.warn({ token: this.opts.tokenLabel }, 'token not present; recovering');
+    void this.recover(true);
+    return attempt === 0;
+  }
+
+  private unavailable(): KmsError {
+    if (this.isClosed()) return this.closedError();
+    return Errors.dependencyTimeout('The key store is temporarily unavailable; the daemon is reconnecting.');
   }
 
   /** A method, so that TypeScript does not narrow the state across awaits. */
@@ -465,16 +490,21 @@ export class TokenCore {
     }
   }
 
-  /** Readiness probe: the token answers C_GetSessionInfo on the login session. */
+  /** Readiness probe: the login session answers and the slot still holds the token (see isPresent). */
   isHealthy(): boolean {
     if (this._state !== 'ready' || !this.loginSession) return false;
     try {
       this.p.C_GetSessionInfo(this.loginSession);
-      return true;
     } catch (e) {
       if (isSessionLost(e)) void this.recover(isModuleLost(e));
       return false;
     }
+    // A session can outlive its token (SoftHSM2 keeps it when the token's files vanish): ask the
+    // slot too. A token found away is recovered here as well, so it comes back without a request.
+    if (this.isPresent()) return true;
+    if (this.opts.onLost) this.lost(new Error('token not present'));
+    else void this.recover(true);
+    return false;
   }
 
   /**

@@ -1,6 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { AuthenticationFailed, verdict, type TokenCore } from '../session-core.js';
+import { AuthenticationFailed, type TokenCore } from '../session-core.js';
+import { macEquals } from './hmac.js';
 import type { Sealed } from './aead.js';
 
 /**
@@ -18,7 +19,7 @@ import type { Sealed } from './aead.js';
  * cipher is IND-CPA (CBC with random IVs) and the MAC is strongly unforgeable (HMAC-SHA-256),
  * Bellare & Namprempre 2000. The MAC covers the IV and the aad (ciphertext header and canonical
  * encryption context), length-prefixed so no bytes can move between aad and ciphertext. The tag
- * is verified in the token (C_Verify) before anything is decrypted, so the padding is only ever
+ * is recomputed in the token and compared (constant time) before anything is decrypted, so the padding is only ever
  * checked on authentic ciphertexts: no padding oracle. The domain string binds the tag to this
  * construction. Padding is done here: it is public structure, and the plaintext is in this
  * process anyway (the caller sent it).
@@ -64,8 +65,10 @@ export class CbcHmac {
     const c = sealed.subarray(0, cLength);
     const tag = sealed.subarray(cLength);
     return this.core.run(async (s) => {
-      this.core.p.C_VerifyInit(s, { mechanism: pkcs11js.CKM_SHA256_HMAC }, this.macKey(s, id));
-      if (!(await verdict(() => this.core.p.C_VerifyAsync(s, this.macInput(aad, iv, c), tag)))) throw new AuthenticationFailed();
+      // The token computes the tag; the comparison is here (see HmacVerbs.verifyMac for why not C_Verify).
+      this.core.p.C_SignInit(s, { mechanism: pkcs11js.CKM_SHA256_HMAC }, this.macKey(s, id));
+      const expected = await this.core.p.C_SignAsync(s, this.macInput(aad, iv, c), Buffer.alloc(CbcHmac.TAG_BYTES));
+      if (!macEquals(expected, tag)) throw new AuthenticationFailed();
       this.core.p.C_DecryptInit(s, { mechanism: pkcs11js.CKM_AES_CBC, parameter: iv }, this.core.secretKeyOfType(s, id, pkcs11js.CKK_AES));
       const padded = await this.core.p.C_DecryptAsync(s, c, Buffer.alloc(c.length));
       const plaintext = unpad(padded);
