@@ -156,7 +156,7 @@ describe('AES-GCM IV modes', () => {
     const tampered = Buffer.from(out);
     tampered[5]! ^= 1; // inside the IV
     p.C_DecryptInit(s, gcm(CKM_CLOUDHSM_AES_GCM, Buffer.alloc(0)), k);
-    expect(ckr(() => p.C_Decrypt(s, tampered, Buffer.alloc(out.length)))).toBe(pkcs11js.CKR_GENERAL_ERROR); // SoftHSM2 2.6.1's code, unmapped
+    expect(ckr(() => p.C_Decrypt(s, tampered, Buffer.alloc(out.length)))).toBe(pkcs11js.CKR_ENCRYPTED_DATA_INVALID); // the preset's code, not SoftHSM2's
   });
 
   it('kmsp11-style: no CKM_AES_GCM, only CKM_CLOUDKMS_AES_GCM with write-back; strict ulIvBits', () => {

@@ -7,24 +7,29 @@ import {
 } from '@aws-sdk/client-kms';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createEmulator, EMULATOR_VENDORS, type EmulatorVendor } from '../helpers/emulator.js';
+import { createEmulator, type EmulatorVendor } from '../helpers/emulator.js';
 import { failure, startHarness } from '../helpers/daemon.js';
 
 /** The vendor part of each PIN format (the emulator refuses a PIN without it and strips it). */
 const PIN_PREFIX: Partial<Record<EmulatorVendor, string>> = { cloudhsm: 'p11kms_cu:', yubihsm2: '0001' };
-/** Which generated-IV behaviour the emulator must have logged: proof the vendor path ran. */
-const IV_LOG: Record<EmulatorVendor, string | undefined> = {
-  cloudhsm: 'gcm-iv ', luna: 'gcm-iv appended', nshield: 'gcm-iv zero-buffer', yubihsm2: undefined, kmsp11: 'gcm-iv zero-buffer',
-};
+/** Each profile, the emulator preset that plays its vendor, and the generated-IV behaviour the emulator must have logged (proof the vendor path ran; none: no GCM at all). */
+const PROFILES: [profile: string, vendor: EmulatorVendor, ivLog: string | undefined][] = [
+  ['cloudhsm', 'cloudhsm', 'gcm-iv zero-buffer'],
+  ['cloudhsm-vendor-gcm', 'cloudhsm', 'gcm-iv prepended'],
+  ['luna', 'luna', 'gcm-iv appended'],
+  ['nshield', 'nshield', 'gcm-iv zero-buffer'],
+  ['yubihsm2', 'yubihsm2', undefined],
+  ['kmsp11', 'kmsp11', 'gcm-iv zero-buffer'],
+];
 
-describe.each(EMULATOR_VENDORS)('native-config/%s.json through the emulator', (vendor) => {
+describe.each(PROFILES)('native-config/%s.json through the emulator as %s', (profile, vendor, ivLog) => {
   it('starts, and Encrypt/Decrypt/GenerateDataKey/ReEncrypt work; a wrong context is InvalidCiphertextException', async () => {
     let em!: ReturnType<typeof createEmulator>;
     const h = await startHarness({
       prepare: (token) => {
         em = createEmulator(token.dir, vendor);
         return {
-          P11KMS_CONFIG: resolve(import.meta.dirname, `../../native-config/${vendor}.json`),
+          P11KMS_CONFIG: resolve(import.meta.dirname, `../../native-config/${profile}.json`),
           P11KMS_PKCS11_MODULE: em.module,
           P11KMS_PIN: (PIN_PREFIX[vendor] ?? '') + token.userPin,
         };
@@ -50,7 +55,6 @@ describe.each(EMULATOR_VENDORS)('native-config/%s.json through the emulator', (v
       const reBack = await h.kms.send(new DecryptCommand({ CiphertextBlob: re.CiphertextBlob }));
       expect(Buffer.from(reBack.Plaintext!)).toEqual(Plaintext);
 
-      const ivLog = IV_LOG[vendor];
       if (ivLog) expect(em.log().some((l) => l.startsWith(ivLog))).toBe(true);
       else expect(em.log().some((l) => l.startsWith('gcm-iv'))).toBe(false); // no GCM on this token at all
     } finally {
