@@ -708,35 +708,20 @@ static CK_RV E_C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_
   return real->C_GenerateKey(rh, &rm, t, n, k);
 }
 
-static CK_RV E_C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn, CK_ATTRIBUTE_PTR st,
-                                 CK_ULONG sn, CK_OBJECT_HANDLE_PTR pk, CK_OBJECT_HANDLE_PTR sk) {
-  GATE(C_GenerateKeyPair);
-  CK_MECHANISM rm;
-  CK_RV rv = map_mechanism(m, &rm);
-  return rv != CKR_OK ? rv : real->C_GenerateKeyPair(rh, &rm, pt, pn, st, sn, pk, sk);
-}
-
-static CK_RV E_C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, CK_BYTE_PTR o, CK_ULONG_PTR ol) {
-  GATE(C_WrapKey);
-  CK_MECHANISM rm;
-  CK_RV rv = map_mechanism(m, &rm);
-  return rv != CKR_OK ? rv : real->C_WrapKey(rh, &rm, w, k, o, ol);
-}
-
-static CK_RV E_C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE u, CK_BYTE_PTR w, CK_ULONG wl, CK_ATTRIBUTE_PTR t,
-                           CK_ULONG n, CK_OBJECT_HANDLE_PTR k) {
-  GATE(C_UnwrapKey);
-  CK_MECHANISM rm;
-  CK_RV rv = map_mechanism(m, &rm);
-  return rv != CKR_OK ? rv : real->C_UnwrapKey(rh, &rm, u, w, wl, t, n, k);
-}
-
-static CK_RV E_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k) {
-  GATE(C_DeriveKey);
-  CK_MECHANISM rm;
-  CK_RV rv = map_mechanism(m, &rm);
-  return rv != CKR_OK ? rv : real->C_DeriveKey(rh, &rm, b, t, n, k);
-}
+/* Calls with a mechanism and more arguments: translated and refused like FWD_MECH. */
+#define FWD_M(fn, params, ...)                                \
+  static CK_RV E_##fn params {                                \
+    GATE(fn);                                                 \
+    CK_MECHANISM rm;                                          \
+    CK_RV rv = map_mechanism(m, &rm);                         \
+    return rv != CKR_OK ? rv : real->fn(rh, &rm, __VA_ARGS__); \
+  }
+FWD_M(C_GenerateKeyPair, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn, CK_ATTRIBUTE_PTR st, CK_ULONG sn,
+                          CK_OBJECT_HANDLE_PTR pk, CK_OBJECT_HANDLE_PTR sk), pt, pn, st, sn, pk, sk)
+FWD_M(C_WrapKey, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, CK_BYTE_PTR o, CK_ULONG_PTR ol), w, k, o, ol)
+FWD_M(C_UnwrapKey, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE u, CK_BYTE_PTR w, CK_ULONG wl, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                    CK_OBJECT_HANDLE_PTR k), u, w, wl, t, n, k)
+FWD_M(C_DeriveKey, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k), b, t, n, k)
 
 /* AES-GCM: the vendor IV behaviours (one translation unit, so it shares the statics above). */
 #include "p11emu-gcm.c"
