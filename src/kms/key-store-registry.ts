@@ -354,6 +354,7 @@ export class KeyStoreRegistry implements KeyStoreConnections {
           maxSessions: hsm.maxSessions,
           sessionWaitMs: hsm.sessionWaitMs,
           maxWaiters: hsm.maxWaiters,
+          callTimeoutMs: hsm.callTimeoutMs,
           capabilities: hsm.capabilities,
           moduleEnv: hsm.moduleEnv,
           libraryParameters: hsm.libraryParameters,
