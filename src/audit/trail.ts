@@ -50,7 +50,8 @@ export interface Recovery {
 
 interface EventEntry {
   kind: 'event';
-  record: Record<string, unknown>;
+  /** The record's JSON text, serialized once when it is queued (see chain). */
+  json: string;
   done(error?: Error): void;
 }
 interface ProbeEntry {
@@ -173,9 +174,9 @@ export class AuditTrail implements Audit {
 
   record(input: AuditEventInput): Promise<void> {
     if (this.closed) return Promise.reject(new AuditUnavailable('The audit trail is closed.'));
-    const record = this.toRecord(input);
+    const json = JSON.stringify(this.toRecord(input));
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ kind: 'event', record, done: (e) => (e ? reject(e) : resolve()) });
+      this.queue.push({ kind: 'event', json, done: (e) => (e ? reject(e) : resolve()) });
       this.schedule();
     });
   }
@@ -241,10 +242,15 @@ export class AuditTrail implements Audit {
     };
   }
 
-  /** Chains a record: assigns the next seq, links it to the previous hash, appends its hash. */
-  private chain(record: Record<string, unknown>): string {
+  /**
+   * Chains a record given as its JSON text (a non-empty object without seq/prev): assigns the
+   * next seq, links it to the previous hash, appends its hash. The text is extended, not
+   * re-serialized: the same bytes as JSON.stringify({ ...record, seq, prev }) without copying
+   * the record into a new object and serializing it inside the writer loop.
+   */
+  private chain(json: string): string {
     const seq = this.seq + 1;
-    const { line, hash } = withHash(JSON.stringify({ ...record, seq, prev: this.prev }));
+    const { line, hash } = withHash(`${json.slice(0, -1)},"seq":${seq},"prev":"${this.prev}"}`);
     this.seq = seq;
     this.prev = hash;
     return line;
@@ -334,7 +340,7 @@ export class AuditTrail implements Audit {
     }
     const saved = { seq: this.seq, prev: this.prev, sinceSeal: this.sinceSeal };
     let text = '';
-    for (const e of events) text += `${this.chain(e.record)}\n`;
+    for (const e of events) text += `${this.chain(e.json)}\n`;
     this.sinceSeal += events.length;
     let seal: { line: string; hash: string } | undefined;
     if (this.sinceSeal > 0 && (this.sealWanted || this.sinceSeal >= this.opts.sealEveryEvents)) {
@@ -431,13 +437,13 @@ export class AuditTrail implements Audit {
     const file = name ?? auditFileName(this.opts.clock.now(), this.seq + 1);
     const fd = await openAppend(join(this.opts.dir, file));
     try {
-      const start = this.chain({
+      const start = this.chain(JSON.stringify({
         eventType: RECORD_START,
         eventTime: this.opts.clock.now().toISOString(),
         file,
         previousFile: previousFile ?? null,
         recovery,
-      });
+      }));
       this.sinceSeal = 1;
       const seal = await this.sealText(false);
       const bytes = Buffer.from(`${start}\n${seal.line}\n`);

@@ -1,4 +1,3 @@
-import { randomFillSync } from 'node:crypto';
 import { z } from 'zod';
 import { authorize } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
@@ -11,6 +10,7 @@ import { canonicalEncryptionContext } from './encryption-context.js';
 import { requireUsable, resolveKey } from './key-ref.js';
 import { isRsa } from './key-specs.js';
 import { materialOf } from './material.js';
+import { randomBytesFromPool } from './random-pool.js';
 import { tokenFor, withStoreState } from './token-for.js';
 import { decryptWithPrivateKey, encryptWithPublicKey, refuseRsaReEncrypt } from './public-key-encryption.js';
 import {
@@ -45,7 +45,7 @@ export async function seal(deps: KmsDeps, key: KeyRecord, plaintext: Buffer, ec:
   const material = materialOf(deps, key, key.currentVersion);
   if (!material) throw Errors.keyUnavailable(`The key material for ${key.arn} is unavailable.`);
   const header = encodeHeader(key.keyId, material.version);
-  const iv = randomFillSync(Buffer.allocUnsafe(IV_BYTES));
+  const iv = randomBytesFromPool(IV_BYTES);
   const aad = Buffer.concat([header, canonicalEncryptionContext(ec)]);
   const sealed = await tokenFor(deps, key).encryptGcm(material.objectId, iv, aad, plaintext);
   return { blob: encodeCiphertext(header, iv, sealed), material };

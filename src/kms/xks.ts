@@ -1,4 +1,5 @@
-import { randomFillSync, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { randomBytesFromPool } from './random-pool.js';
 import { Errors, isKmsError, KmsError } from '../errors.js';
 import { AuthenticationFailed } from '../hsm/token.js';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
@@ -136,7 +137,7 @@ export async function xksEncrypt(
   const ciphertextMetadata = encodeCiphertextMetadata(material.version);
   const tokenAad = xksTokenAad(aad, ciphertextMetadata);
   for (let attempt = 0; ; attempt++) {
-    const iv = randomFillSync(Buffer.allocUnsafe(XKS_IV_BYTES));
+    const iv = randomBytesFromPool(XKS_IV_BYTES);
     const sealed = await deps.token.encryptGcm(material.objectId, iv, tokenAad, plaintext);
     const ciphertext = sealed.subarray(0, sealed.length - XKS_TAG_BYTES);
     const tag = sealed.subarray(sealed.length - XKS_TAG_BYTES);
