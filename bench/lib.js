@@ -151,8 +151,11 @@ export function cpuMs(pid, sysOnly = false) {
   }
 }
 
-/** Replays `requests` for `seconds` (autocannon in its own process) and measures the daemon `pid` meanwhile. */
-export async function load(port, requests, seconds, pid, { connections, rate }) {
+/**
+ * Replays `requests` for `seconds` (autocannon in its own process, or bench/sequential.js for
+ * `sequential`: one connection, one request at a time) and measures the daemon `pid` meanwhile.
+ */
+export async function load(port, requests, seconds, pid, { connections, rate, sequential = false }) {
   const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections, seconds, requests, rate });
   const cpu0 = cpuMs(pid);
   const sys0 = cpuMs(pid, true);
@@ -162,7 +165,7 @@ export async function load(port, requests, seconds, pid, { connections, rate }) 
     peak = Math.max(peak, rssMb(pid).rss);
   }, 50);
   try {
-    const r = await runNode([join(ROOT, 'bench/load.js')], { input: job });
+    const r = await runNode([join(ROOT, sequential ? 'bench/sequential.js' : 'bench/load.js')], { input: job });
     const cpu = cpuMs(pid) - cpu0;
     const sys = cpuMs(pid, true) - sys0;
     const threads = Object.entries(threadCpuMs(pid))

@@ -6,7 +6,9 @@
 // usage: node bench/pair.js A/dist/entry.cjs B/dist/entry.cjs
 // Environment: PAIR_OP (Encrypt, Decrypt, GenerateDataKey, Sign; default Encrypt), PAIR_RATE
 // (requests/s offered to each daemon, default 400), PAIR_SECONDS (per round, default 8),
-// PAIR_ROUNDS (default 3), PAIR_CONNECTIONS (default 16), BENCH_DAEMON_ENV (both daemons).
+// PAIR_ROUNDS (default 3), PAIR_CONNECTIONS (default 16), BENCH_DAEMON_ENV (both daemons),
+// PAIR_ENV_A / PAIR_ENV_B (JSON, one daemon: e.g. the same build with another setting),
+// PAIR_SEQUENTIAL=1 (one connection, one request at a time: bench/sequential.js; no rate).
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -21,14 +23,17 @@ const OP = process.env.PAIR_OP ?? 'Encrypt';
 const RATE = Number(process.env.PAIR_RATE ?? 400);
 const SECONDS = Number(process.env.PAIR_SECONDS ?? 8);
 const ROUNDS = Number(process.env.PAIR_ROUNDS ?? 3);
-const CONNECTIONS = Number(process.env.PAIR_CONNECTIONS ?? 16);
-const env = process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {};
+const SEQUENTIAL = process.env.PAIR_SEQUENTIAL === '1';
+const CONNECTIONS = SEQUENTIAL ? 1 : Number(process.env.PAIR_CONNECTIONS ?? 16);
+const shape = { connections: CONNECTIONS, rate: SEQUENTIAL ? undefined : RATE, sequential: SEQUENTIAL };
+const json = (v) => (v ? JSON.parse(v) : {});
+const env = json(process.env.BENCH_DAEMON_ENV);
 const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
-async function side(name, entry) {
+async function side(name, entry, own) {
   const dir = mkdtempSync(join(os.tmpdir(), `p11kms-pair-${name}-`));
   const { conf } = makeToken(dir);
-  const daemon = await startDaemon(dir, conf, { entry, env });
+  const daemon = await startDaemon(dir, conf, { entry, env: { ...env, ...own } });
   const bodies = (await requestBodies(daemon.port))[OP];
   if (!bodies) throw new Error(`no ${OP} requests for this token`);
   return { name, entry, dir, daemon, bodies, cpu: [], main: [] };
@@ -39,13 +44,13 @@ const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function main() {
   log(`pair: ${OP} at ${RATE} req/s each, ${CONNECTIONS} connections, ${ROUNDS} × ${SECONDS} s; load average before ${loadavg()}`);
-  const sides = [await side('A', entryA), await side('B', entryB)];
+  const sides = [await side('A', entryA, json(process.env.PAIR_ENV_A)), await side('B', entryB, json(process.env.PAIR_ENV_B))];
   try {
     // Warm-up (JIT, caches, sessions) for both at once.
-    await Promise.all(sides.map(async (s) => load(s.daemon.port, await presign(s.daemon.port, OP, s.bodies), 2, s.daemon.child.pid, { connections: CONNECTIONS, rate: RATE })));
+    await Promise.all(sides.map(async (s) => load(s.daemon.port, await presign(s.daemon.port, OP, s.bodies), 2, s.daemon.child.pid, shape)));
     for (let round = 1; round <= ROUNDS; round++) {
       const signed = await Promise.all(sides.map((s) => presign(s.daemon.port, OP, s.bodies)));
-      const results = await Promise.all(sides.map((s, i) => load(s.daemon.port, signed[i], SECONDS, s.daemon.child.pid, { connections: CONNECTIONS, rate: RATE })));
+      const results = await Promise.all(sides.map((s, i) => load(s.daemon.port, signed[i], SECONDS, s.daemon.child.pid, shape)));
       results.forEach((r, i) => {
         const s = sides[i];
         s.cpu.push(r.cpuUsPerReq);

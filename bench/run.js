@@ -3,7 +3,8 @@
 //
 // Environment: BENCH_SECONDS (per row, default 10), BENCH_CONNECTIONS (default 16),
 // BENCH_WARMUP_SECONDS (default 3), BENCH_KEEP=1 keeps the temp dir, BENCH_CPU_PROF=DIR runs the
-// daemon with --cpu-prof into DIR, BENCH_ROWS=Encrypt,Decrypt,... limits the daemon rows,
+// daemon with --cpu-prof into DIR, BENCH_ROWS=Encrypt,Encrypt1,Decrypt,... limits the daemon rows
+// (Encrypt1: one connection, sequential),
 // BENCH_DAEMON_ENV='{"P11KMS_AUDIT_DURABILITY":"write"}' adds daemon environment,
 // BENCH_ENTRY=path runs another build of the daemon (A/B runs), BENCH_NO_LIMIT=1 skips the limit,
 // BENCH_RATE=N offers N requests/s in all instead of as many as the connections can send.
@@ -18,9 +19,8 @@ import {
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
-const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Decrypt,GenerateDataKey,Sign,XKS').split(',');
+const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Encrypt1,Decrypt,GenerateDataKey,Sign,XKS').split(',');
 const RATE = Number(process.env.BENCH_RATE) || undefined;
-const load = (port, requests, seconds, pid) => loadWith(port, requests, seconds, pid, { connections: CONNECTIONS, rate: RATE });
 
 function machine() {
   const cpu = os.cpus();
@@ -91,19 +91,26 @@ async function main() {
   const rows = [];
   try {
     const bodies = await requestBodies(daemon.port);
-    for (const op of ['Encrypt', 'Decrypt', 'GenerateDataKey', 'Sign']) {
-      if (!ROWS.includes(op)) continue;
+    // Encrypt1: Encrypt over one connection, one request at a time (latency of a lone request,
+    // which the audit trail's group commit must not make wait for more than one fdatasync).
+    for (const row of ['Encrypt', 'Encrypt1', 'Decrypt', 'GenerateDataKey', 'Sign']) {
+      if (!ROWS.includes(row)) continue;
+      const sequential = row === 'Encrypt1';
+      const op = sequential ? 'Encrypt' : row;
+      const name = sequential ? 'daemon Encrypt, one connection, sequential' : `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`;
+      const load = (port, requests, seconds, pid) =>
+        loadWith(port, requests, seconds, pid, { connections: sequential ? 1 : CONNECTIONS, rate: RATE, sequential });
       if (!bodies[op]) {
-        rows.push({ name: `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`, na: op === 'Sign' ? 'n/a until issue 5 lands' : 'n/a' });
+        rows.push({ name, na: op === 'Sign' ? 'n/a until issue 5 lands' : 'n/a' });
         continue;
       }
-      log(`${op}: warm-up ${WARMUP} s, then ${SECONDS} s at ${CONNECTIONS} connections`);
+      log(`${row}: warm-up ${WARMUP} s, then ${SECONDS} s at ${sequential ? 1 : CONNECTIONS} connection(s)${sequential ? ', sequential' : ''}`);
       if (WARMUP > 0) await load(daemon.port, await presign(daemon.port, op, bodies[op]), WARMUP, daemon.child.pid);
       const r = await load(daemon.port, await presign(daemon.port, op, bodies[op]), SECONDS, daemon.child.pid);
-      if (r.non2xx || r.errors || r.timeouts) log(`${op}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
-      log(`${op}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores; load generator ${r.loadCores.toFixed(2)} cores)`);
-      log(`${op}: µs per request by thread: ${r.threads}`);
-      rows.push({ name: `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`, ...r });
+      if (r.non2xx || r.errors || r.timeouts) log(`${row}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
+      log(`${row}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores; load generator ${r.loadCores.toFixed(2)} cores)`);
+      log(`${row}: µs per request by thread: ${r.threads}`);
+      rows.push({ name, connections: sequential ? 1 : CONNECTIONS, ...r });
     }
   } finally {
     const hwm = rssMb(daemon.child.pid).hwm;
@@ -124,7 +131,7 @@ async function main() {
     `Machine: ${info.cpu}, ${info.memory} RAM, ${info.os}, Node ${info.node}, ${info.softhsm}.`,
     `Load average (1/5/15 min) before: ${loadBefore}; after: ${loadAfter}.`,
     `Daemon: one process, 8 token sessions, audit on (durability ${JSON.parse(process.env.BENCH_DAEMON_ENV ?? '{}').P11KMS_AUDIT_DURABILITY ?? 'fsync'}, fail-closed), SigV4 and authorization on every request, log level info.`,
-    `Load: autocannon in a separate process, ${CONNECTIONS} connections, keep-alive, ${SECONDS} s per row after ${WARMUP} s warm-up, 64 distinct pre-signed requests per row; 32-byte plaintexts, encryption context {"purpose":"bench"}. Daemon latencies are autocannon's (1 ms resolution); the limit's are per call.`,
+    `Load: autocannon in a separate process, ${CONNECTIONS} connections, keep-alive, ${SECONDS} s per row after ${WARMUP} s warm-up, 64 distinct pre-signed requests per row; 32-byte plaintexts, encryption context {"purpose":"bench"}. Daemon latencies are autocannon's (1 ms resolution), except the one-connection row (bench/sequential.js: one request at a time, timed per request); the limit's are per call.`,
     '',
     '| Measurement | Concurrency | Requests/s | p50 (ms) | p99 (ms) | Peak RSS (MB) | Daemon CPU per request (µs) | ÷ limit |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -134,7 +141,8 @@ async function main() {
     if (r.na) lines.push(`| ${r.name} | – | ${r.na} | | | | | |`);
     else {
       const flag = r.non2xx || r.errors ? ` (${r.non2xx} non-2xx, ${r.errors} errors)` : '';
-      lines.push(`| ${r.name}${flag} | ${CONNECTIONS} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUsPerReq)} | ${(r.rps / limit).toFixed(2)} |`);
+      const ms = (x) => (r.connections === 1 ? fmt(x, 2) : fmt(x));
+      lines.push(`| ${r.name}${flag} | ${r.connections ?? CONNECTIONS} | ${fmt(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUsPerReq)} | ${(r.rps / limit).toFixed(2)} |`);
     }
   }
   lines.push('', `Daemon peak RSS over the whole run (VmHWM): ${fmt(rows.hwm)} MB. Ratios use the mean limit, ${fmt(limit)} ops/s.`);

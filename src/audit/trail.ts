@@ -88,8 +88,17 @@ const write = (fd: number, b: Buffer) =>
     next();
   });
 const fdatasync = (fd: number) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
-const openAppend = (path: string) =>
-  new Promise<number>((resolve, reject) => fs.open(path, 'ax', 0o600, (e, fd) => (e ? reject(e) : resolve(fd))));
+/**
+ * New files only ('ax'). With `dsync` (durability 'fsync') the file is opened O_DSYNC: each
+ * write(2) returns once its data is on disk, as write + fdatasync would, in one system call and
+ * one threadpool job instead of two (each job costs the event loop a completion wake-up; the
+ * disk cost is the same: p50 3.7–4.1 ms either way for 900-byte appends on this machine's
+ * shared ext4, two alternating runs each). File start, rotation and shutdown still call
+ * fdatasync, which then has nothing left to flush.
+ */
+const APPEND_DSYNC = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_APPEND | fs.constants.O_DSYNC;
+const openAppend = (path: string, dsync: boolean) =>
+  new Promise<number>((resolve, reject) => fs.open(path, dsync ? APPEND_DSYNC : 'ax', 0o600, (e, fd) => (e ? reject(e) : resolve(fd))));
 const closeFd = (fd: number) => new Promise<void>((resolve) => fs.close(fd, () => resolve()));
 
 /**
@@ -355,7 +364,8 @@ export class AuditTrail implements Audit {
       const started = process.hrtime.bigint();
       try {
         await write(this.fd, bytes);
-        if (sync) await fdatasync(this.fd);
+        // Under 'fsync' the file is O_DSYNC (see openAppend): the write above was the sync.
+        if (sync && this.opts.durability !== 'fsync') await fdatasync(this.fd);
       } catch (e) {
         // The chain goes back to the last record known written; the next file says so.
         Object.assign(this, saved);
@@ -435,7 +445,7 @@ export class AuditTrail implements Audit {
   private async startFile(previousFile: string | undefined, recovery: Recovery | undefined, name?: string): Promise<void> {
     const saved = { seq: this.seq, prev: this.prev, sinceSeal: this.sinceSeal };
     const file = name ?? auditFileName(this.opts.clock.now(), this.seq + 1);
-    const fd = await openAppend(join(this.opts.dir, file));
+    const fd = await openAppend(join(this.opts.dir, file), this.opts.durability === 'fsync');
     try {
       const start = this.chain(JSON.stringify({
         eventType: RECORD_START,
