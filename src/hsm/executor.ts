@@ -116,6 +116,8 @@ function run(b) {
       phase = 2;
       out = p.C_Decrypt(session, data, b.subarray(at, at + data.length));
     }
+    // pkcs11js answers with a view of the output buffer given; copied in case a version does not.
+    if (out.buffer !== b.buffer || out.byteOffset !== b.byteOffset + at) out.copy(b, at);
     b[0] = 1;
     b.writeUInt32BE(out.length, 4);
     b.writeUInt32BE(at, 8);
