@@ -26,6 +26,7 @@ import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
 import { metricsRouter } from './metrics/http.js';
+import { httpDate } from './api/http-date.js';
 import { clientPrincipalCheck } from './net/client-principals.js';
 import { startListener } from './net/listener.js';
 import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
@@ -147,9 +148,13 @@ export async function startDaemon(
   const tls = config.listener.tls;
   const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
+  // The AWS handler writes its own Date with its other headers (see send() in its router).
+  const date = httpDate(clock);
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
-    res.setHeader('Date', clock.now().toUTCString());
-    aws(req, res, () => rest(req, res));
+    aws(req, res, () => {
+      res.setHeader('Date', date());
+      rest(req, res);
+    });
   };
 
   if (!tls && config.listener.plainHttpBehindTlsProxy) {
