@@ -27,6 +27,8 @@ const HsmSchema = z
     maxWaiters: z.number().int().min(0).max(100_000).default(1024),
     /** Worker threads that run AES-GCM token calls off the event loop (0: event loop + libuv pool). Default max(2, CPUs). */
     workerThreads: z.number().int().min(0).max(256).optional(),
+    /** A per-request token call (not key generation) without an answer after this long fails with 503 DependencyTimeoutException (0: no limit). */
+    callTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
     moduleEnv: z.record(z.string(), z.string()).default({}),
     /** C_Initialize's pReserved string, for modules that take init arguments (NSS softoken: configdir=…). */
     libraryParameters: z.string().min(1).optional(),
@@ -223,6 +225,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.tokenLabel = env.P11KMS_TOKEN_LABEL || hsm.tokenLabel;
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
   hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
+  hsm.callTimeoutMs = intFromEnv(env, 'P11KMS_TOKEN_CALL_TIMEOUT_MS') ?? hsm.callTimeoutMs;
   const pin = env.P11KMS_PIN
     ? new Secret(env.P11KMS_PIN)
     : readSecret(

@@ -82,6 +82,7 @@ export async function startDaemon(
       moduleEnv: config.hsm.moduleEnv,
       libraryParameters: config.hsm.libraryParameters,
       workerThreads: config.hsm.workerThreads,
+      callTimeoutMs: config.hsm.callTimeoutMs,
       observe: config.metrics.enabled ? observeTokenCall : undefined,
       onRecovered: (attempts) => {
         audit

@@ -44,3 +44,31 @@ export const isSessionLost = (e: unknown): boolean => SESSION_LOST.has(ckrOf(e) 
 export const isModuleLost = (e: unknown): boolean => MODULE_LOST.has(ckrOf(e) ?? -1);
 export const isStaleHandle = (e: unknown): boolean =>
   ckrOf(e) === pkcs11js.CKR_OBJECT_HANDLE_INVALID || ckrOf(e) === pkcs11js.CKR_KEY_HANDLE_INVALID;
+
+/**
+ * What a refused C_Login says, in terms the layers above can map without PKCS#11 codes:
+ * the PIN is wrong ('pin-incorrect'), malformed or expired ('pin-rejected'), locked
+ * ('pin-locked'), or another user type is logged in ('user-conflict').
+ */
+export type LoginRefusal = 'pin-incorrect' | 'pin-rejected' | 'pin-locked' | 'user-conflict';
+
+export function loginRefusalOf(code: number | undefined): LoginRefusal | undefined {
+  switch (code) {
+    case pkcs11js.CKR_PIN_INCORRECT:
+      return 'pin-incorrect';
+    case pkcs11js.CKR_PIN_INVALID:
+    case pkcs11js.CKR_PIN_LEN_RANGE:
+    case pkcs11js.CKR_PIN_EXPIRED:
+      return 'pin-rejected';
+    case pkcs11js.CKR_PIN_LOCKED:
+      return 'pin-locked';
+    case pkcs11js.CKR_USER_ANOTHER_ALREADY_LOGGED_IN:
+    case pkcs11js.CKR_USER_TOO_MANY_TYPES:
+      return 'user-conflict';
+    default:
+      return undefined;
+  }
+}
+
+/** CKR_GENERAL_ERROR: the module failed without saying why. */
+export const isGeneralError = (code: number | undefined): boolean => code === pkcs11js.CKR_GENERAL_ERROR;

@@ -17,18 +17,6 @@ export type GcmIvMode = (typeof GCM_IV_MODES)[number];
 /** The authenticated-encryption schemes of symmetric KMS keys; which one is a property of the token. */
 export type AeadScheme = 'aes-gcm' | 'aes-cbc-hmac-sha256';
 
-/** What a sealed value is: the scheme and the length of its IV (the ciphertext format records both). */
-export interface AeadShape {
-  scheme: AeadScheme;
-  ivBytes: number;
-}
-
-/** A sealed value: the IV actually used (whoever chose it) and ciphertext ‖ tag (or MAC). */
-export interface Sealed {
-  iv: Buffer;
-  sealed: Buffer;
-}
-
 const MechanismRef = z.union([z.string().regex(/^CKM_[A-Z0-9_]+$/), z.string().regex(/^0x[0-9a-fA-F]{1,8}$/)]);
 const CkrRef = z.union([z.string().regex(/^CKR_[A-Z0-9_]+$/), z.string().regex(/^0x[0-9a-fA-F]{1,8}$/)]);
 

@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import type { Secret } from '../secret.js';
 import { mechanismsFor, type Capability, type KeyKind } from './asymmetric.js';
 import { ckrName, ckrOf, isModuleLost, isSessionLost, isStaleHandle } from './ckr.js';
-import { TokenExecutor } from './executor.js';
+import { TokenCallTimeout, TokenExecutor, withCallTimeout } from './executor.js';
 import { enterModule, leaveModule, reinitializeModule, type LoadedModule } from './module.js';
 import { SessionPool, type Pooled } from './session-pool.js';
 import { contradiction, poolSize, probeSlot, type TokenFacts } from './probe.js';
@@ -35,6 +35,8 @@ export interface TokenOptions {
   onRecovered?: (attempts: number) => void;
   /** Worker threads for AES-GCM calls (see executor.ts); 0 keeps them on the event loop + libuv pool. Default: max(2, CPUs). */
   workerThreads?: number;
+  /** A per-request token call (worker thread or libuv pool; not key generation) without an answer after this long fails with 503 (0: wait forever). */
+  callTimeoutMs?: number;
   /**
    * Set for tokens whose loss someone else handles (custom key stores): the token then never
    * reinitializes the module itself and never retries with backoff. When its sessions are lost
@@ -98,6 +100,8 @@ export class TokenCore {
   private closedError: () => KmsError = () => Errors.dependencyTimeout('The key store is shutting down.');
   private lostReported = false;
   private readonly onReinitialized = () => this.afterModuleReinitialized();
+  /** The module with the per-call timeout on its asynchronous (libuv pool) calls. */
+  private timedModule: { target: pkcs11js.PKCS11; proxy: pkcs11js.PKCS11 } | undefined;
 
   protected constructor(
     private readonly mod: LoadedModule,
@@ -125,7 +129,8 @@ export class TokenCore {
     });
     // Worker threads pay off for in-process software tokens (CPU work); a network HSM's calls are
     // waits, better spread over the libuv pool than queued behind a few workers.
-    this.exec = opts.workerThreads === 0 || !caps.softwareToken ? undefined : new TokenExecutor(mod.path, opts.workerThreads);
+    this.exec =
+      opts.workerThreads === 0 || !caps.softwareToken ? undefined : new TokenExecutor(mod.path, opts.workerThreads, opts.callTimeoutMs);
     mod.listeners.add(this.onReinitialized);
   }
 
@@ -135,7 +140,11 @@ export class TokenCore {
   }
 
   get p(): pkcs11js.PKCS11 {
-    return this.mod.pkcs11;
+    if (!this.opts.callTimeoutMs) return this.mod.pkcs11;
+    if (this.timedModule?.target !== this.mod.pkcs11) {
+      this.timedModule = { target: this.mod.pkcs11, proxy: withCallTimeout(this.mod.pkcs11, this.opts.callTimeoutMs) };
+    }
+    return this.timedModule.proxy;
   }
 
   get state(): TokenState {
@@ -227,6 +236,15 @@ export class TokenCore {
         this.pool.release(pooled);
         return result;
       } catch (e) {
+        if (e instanceof TokenCallTimeout) {
+          // The call is still inside the module: its session is closed (and the module counted
+          // busy, so no C_Finalize runs under it) only once it returns. The request fails now.
+          this.mod.inflight++;
+          void e.settled.then(() => leaveModule(this.mod));
+          if (pooled) this.pool.release(pooled, true, e.settled);
+          this.log.warn({ token: this.opts.tokenLabel, timeoutMs: e.timeoutMs }, 'token call timed out');
+          throw Errors.dependencyTimeout(`The key store did not answer within ${e.timeoutMs} ms.`);
+        }
         if (pooled) this.pool.release(pooled, !(e instanceof AuthenticationFailed || e instanceof KmsError));
         if (this.isClosed()) throw this.closedError();
         if (e instanceof AuthenticationFailed) throw e;

@@ -1,7 +1,6 @@
-import pkcs11js from 'pkcs11js';
 import type { NamedHsm } from '../config.js';
 import { Errors, KmsError } from '../errors.js';
-import { ckrOf, isSessionLost } from '../hsm/ckr.js';
+import { ckrOf, isGeneralError, isSessionLost, loginRefusalOf } from '../hsm/ckr.js';
 import { loadModule, reinitializeModule } from '../hsm/module.js';
 import { probeToken } from '../hsm/token-probe.js';
 import { describeReason, Token, TokenOpenError, type TokenOptions } from '../hsm/token.js';
@@ -355,6 +354,7 @@ export class KeyStoreRegistry implements KeyStoreConnections {
           maxSessions: hsm.maxSessions,
           sessionWaitMs: hsm.sessionWaitMs,
           maxWaiters: hsm.maxWaiters,
+          callTimeoutMs: hsm.callTimeoutMs,
           capabilities: hsm.capabilities,
           moduleEnv: hsm.moduleEnv,
           libraryParameters: hsm.libraryParameters,
@@ -392,19 +392,16 @@ function classify(e: unknown): { code: ConnectionErrorCode; detail: string } | '
   if (e instanceof TokenOpenError) {
     if (e.kind === 'not-found') return 'probe';
     if (e.kind === 'mechanisms') return { code: 'INTERNAL_ERROR', detail };
-    switch (e.ckr) {
-      case pkcs11js.CKR_PIN_INCORRECT:
-      case pkcs11js.CKR_PIN_INVALID:
-      case pkcs11js.CKR_PIN_LEN_RANGE:
-      case pkcs11js.CKR_PIN_EXPIRED:
+    switch (loginRefusalOf(e.ckr)) {
+      case 'pin-incorrect':
+      case 'pin-rejected':
         return { code: 'INVALID_CREDENTIALS', detail };
-      case pkcs11js.CKR_PIN_LOCKED:
+      case 'pin-locked':
         return { code: 'USER_LOCKED_OUT', detail };
-      case pkcs11js.CKR_USER_ANOTHER_ALREADY_LOGGED_IN:
-      case pkcs11js.CKR_USER_TOO_MANY_TYPES:
+      case 'user-conflict':
         return { code: 'USER_LOGGED_IN', detail };
       default:
-        if (isSessionLost(e) || e.ckr === pkcs11js.CKR_GENERAL_ERROR || e.ckr === undefined) return 'probe';
+        if (isSessionLost(e) || isGeneralError(e.ckr) || e.ckr === undefined) return 'probe';
         if (ckrOf(e) === undefined) return 'probe';
         return { code: 'INTERNAL_ERROR', detail };
     }
@@ -418,8 +415,9 @@ function lossCode(reason: unknown): ConnectionErrorCode {
   if (reason instanceof KmsError || !(reason instanceof Error)) return 'CLUSTER_NOT_FOUND';
   const code = ckrOf(reason);
   if (code === undefined) return 'CLUSTER_NOT_FOUND';
-  if (code === pkcs11js.CKR_PIN_INCORRECT) return 'INVALID_CREDENTIALS';
-  if (code === pkcs11js.CKR_PIN_LOCKED) return 'USER_LOCKED_OUT';
+  const refusal = loginRefusalOf(code);
+  if (refusal === 'pin-incorrect') return 'INVALID_CREDENTIALS';
+  if (refusal === 'pin-locked') return 'USER_LOCKED_OUT';
   if (isSessionLost(reason)) return 'NETWORK_ERRORS';
   return 'INTERNAL_ERROR';
 }

@@ -2,7 +2,7 @@ import { randomFillSync } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { AuthenticationFailed, type TokenCore } from '../session-core.js';
 import { macEquals } from './hmac.js';
-import type { Sealed } from '../profile.js';
+import type { Sealed } from './sealed.js';
 
 /**
  * Authenticated encryption for tokens without AES-GCM (YubiHSM 2, opencryptoki's soft token):

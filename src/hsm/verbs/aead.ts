@@ -3,13 +3,20 @@ import pkcs11js from 'pkcs11js';
 import { Errors } from '../../errors.js';
 import { ckrName, ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
 import { failedPhase } from '../executor.js';
-import type { AeadShape, Sealed } from '../profile.js';
+import type { AeadScheme } from '../profile.js';
 import { AuthenticationFailed, type Handle, type TokenCore } from '../session-core.js';
 import { CbcHmac } from './aead-cbc-hmac.js';
+import type { Sealed } from './sealed.js';
 
 const GCM_TAG_BYTES = 16;
 
-export type { AeadShape, Sealed } from '../profile.js';
+/** What a sealed value is: the scheme and the length of its IV (the ciphertext format records both). */
+export interface AeadShape {
+  scheme: AeadScheme;
+  ivBytes: number;
+}
+
+export type { Sealed } from './sealed.js';
 
 /**
  * Authenticated encryption under token AES keys: key generation, seal and open. Every way a
