@@ -14,15 +14,13 @@ import { materialOf } from './material.js';
 import { tokenFor, withStoreState } from './token-for.js';
 import { decryptWithPrivateKey, encryptWithPublicKey, refuseRsaReEncrypt } from './public-key-encryption.js';
 import {
-  blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, str,
+  blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, RECIPIENT, str,
 } from './validation.js';
 import { dryRunStop, noRecipient } from './request-flags.js';
 
 const ENCRYPTION_ALGORITHM = oneOf(['SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE']).optional();
 const DATA_KEY_SPEC = oneOf(['AES_256', 'AES_128']).optional();
 const DRY_RUN_MODIFIERS = list(oneOf(['IGNORE_CIPHERTEXT']), 0, 1).optional();
-/** Attestation-bound responses need a Nitro enclave document; present only so it can be refused clearly. */
-const RECIPIENT = z.object({ KeyEncryptionAlgorithm: str(1, 64).optional(), AttestationDocument: blob(1, 262144).optional() }).optional();
 
 type EncryptionContext = Record<string, string> | undefined;
 

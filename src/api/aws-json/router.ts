@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
@@ -90,6 +91,7 @@ function callInfo(req: IncomingMessage, requestId: string, opName: string): Call
     operation: opName,
     known: Object.hasOwn(operations, opName),
     requestId,
+    eventId: randomUUID(),
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     authorization: req.headers.authorization,
@@ -101,10 +103,16 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   if (opts.deps.audit.failClosed && !(await opts.deps.audit.ready())) throw AUDIT_REFUSED();
   const requestId = call.requestId;
   const opName = call.operation;
+  // The daemon issues no temporary credentials, so no session token can be valid (AWS's answer to a bad one).
+  if (req.headers['x-amz-security-token'] !== undefined) {
+    throw Errors.unrecognizedClient('The security token included in the request is invalid.');
+  }
   const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
   call.principal = credential.principal;
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
+  // Decoding with replacement characters would act on text the client never sent.
+  if (!isUtf8(body)) throw Errors.serialization('The request body is not valid UTF-8.');
   let json: unknown;
   try {
     json = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
@@ -151,6 +159,7 @@ async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo,
       err = AUDIT_REFUSED();
     }
   }
+  if (!err) opts.deps.keyUsage?.noteSuccess(call.operation, output as Record<string, unknown>, opts.clock.now().getTime(), call.eventId as string, call.requestId);
   const m = metricsFor(call.known ? call.operation : 'unknown');
   if (err) send(res, call.requestId, err.status, { __type: err.code, message: err.message });
   else send(res, call.requestId, 200, toWire(output));
