@@ -31,6 +31,8 @@ const HsmSchema = z
         gcmIv: z.enum(['caller', 'token-generated', 'token-appended']).default('caller'),
         gcmZeroIvBuffer: z.boolean().default(false),
         modifiableFalse: z.boolean().default(true),
+        /** RFC 5649 key wrap with padding: 0x210A (CKM_AES_KEY_WRAP_PAD, SoftHSM2) or 0x210B (CKM_AES_KEY_WRAP_KWP, NSS, YubiHSM). */
+        aesKeyWrapPad: z.enum(['CKM_AES_KEY_WRAP_PAD', 'CKM_AES_KEY_WRAP_KWP']).default('CKM_AES_KEY_WRAP_PAD'),
       })
       .strict()
       .prefault({}),

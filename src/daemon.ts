@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { kwpMechanismNumber } from './hsm/templates.js';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
@@ -73,6 +74,7 @@ export async function startDaemon(
       sessionWaitMs: config.hsm.sessionWaitMs,
       maxWaiters: config.hsm.maxWaiters,
       modifiableFalse: config.hsm.capabilities.modifiableFalse,
+      aesKeyWrapPadMechanism: kwpMechanismNumber(config.hsm.capabilities.aesKeyWrapPad),
       moduleEnv: config.hsm.moduleEnv,
       workerThreads: config.hsm.workerThreads,
       observe: config.metrics.enabled ? observeTokenCall : undefined,

@@ -22,6 +22,11 @@ export interface TokenOptions {
   maxWaiters: number;
   /** Whether the module accepts CKA_MODIFIABLE=false on generated keys. */
   modifiableFalse: boolean;
+  /**
+   * The mechanism number of RFC 5649 AES key wrap with padding in this module (profile data):
+   * 0x210A CKM_AES_KEY_WRAP_PAD on SoftHSM2, 0x210B CKM_AES_KEY_WRAP_KWP on NSS and YubiHSM.
+   */
+  aesKeyWrapPadMechanism?: number | undefined;
   moduleEnv?: Record<string, string>;
   /** Called after every token call with its mechanism, the time spent in the token and whether it succeeded (metrics). */
   observe?: (mechanism: string, operation: string, seconds: number, ok: boolean) => void;
@@ -111,6 +116,11 @@ export class TokenCore {
     });
     this.exec = opts.workerThreads === 0 ? undefined : new TokenExecutor(mod.path, opts.workerThreads);
     mod.listeners.add(this.onReinitialized);
+  }
+
+  /** RFC 5649 key wrap with padding, under the number this module uses for it. */
+  get kwpMechanism(): number {
+    return this.opts.aesKeyWrapPadMechanism ?? pkcs11js.CKM_AES_KEY_WRAP_PAD;
   }
 
   /** The loaded module this token is on (shared with other tokens of the same library). */

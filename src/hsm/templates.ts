@@ -1,5 +1,10 @@
 import pkcs11js from 'pkcs11js';
 
+/** The mechanism numbers of RFC 5649 key wrap with padding, by the name a profile gives (PKCS#11 3.0 numbers 0x210A, 0x210B). */
+export function kwpMechanismNumber(name: 'CKM_AES_KEY_WRAP_PAD' | 'CKM_AES_KEY_WRAP_KWP'): number {
+  return name === 'CKM_AES_KEY_WRAP_KWP' ? 0x210b : 0x210a;
+}
+
 /**
  * The key templates the daemon gives the token, with the module's adjustments applied (for
  * now: whether CKA_MODIFIABLE=false may be set). Every persistent object is private, and every

@@ -10,12 +10,14 @@ import { DataObjectVerbs, type TokenObjectInfo } from './verbs/data-objects.js';
 import { HmacVerbs } from './verbs/hmac.js';
 import { RandomVerbs } from './verbs/random.js';
 import { WrapVerbs, type OaepHash } from './verbs/wrap.js';
+import { ImportVerbs, type ImportedKind, type ImportWrapping } from './verbs/import.js';
 
 export {
   AuthenticationFailed, describeReason, TokenOpenError, type TokenOptions, type TokenState,
 } from './session-core.js';
 export type { TokenObjectInfo } from './verbs/data-objects.js';
 export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
+export type { ImportedKind } from './verbs/import.js';
 
 /**
  * One PKCS#11 token as the rest of the daemon sees it: keys are object ids with verbs; raw
@@ -31,6 +33,7 @@ export class Token extends TokenCore {
   private readonly asymmetric = new AsymmetricVerbs(this);
   private readonly hmac = new HmacVerbs(this);
   private readonly wrap = new WrapVerbs(this);
+  private readonly imports = new ImportVerbs(this);
   private readonly rng = new RandomVerbs(this);
   private readonly objects = new DataObjectVerbs(this);
 
@@ -104,6 +107,16 @@ export class Token extends TokenCore {
     target?: { id: Buffer; label: string },
   ): Promise<Buffer> {
     return this.wrap.unwrapAesKey(wrappingKeyId, wrapping, blob, target);
+  }
+
+  unwrapKeyMaterial(
+    wrappingKeyId: Buffer,
+    wrapping: ImportWrapping,
+    blob: Buffer,
+    kind: ImportedKind,
+    target?: { id: Buffer; label: string },
+  ): Promise<Buffer> {
+    return this.imports.unwrapKeyMaterial(wrappingKeyId, wrapping, blob, kind, target);
   }
 
   // ── Random (verbs/random.ts) ──

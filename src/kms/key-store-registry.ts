@@ -1,4 +1,5 @@
 import pkcs11js from 'pkcs11js';
+import { kwpMechanismNumber } from './../hsm/templates.js';
 import type { SecretBox } from '../authz/secret-box.js';
 import type { NamedHsm } from '../config.js';
 import { Errors, KmsError } from '../errors.js';
@@ -361,6 +362,7 @@ export class KeyStoreRegistry {
           sessionWaitMs: hsm.sessionWaitMs,
           maxWaiters: hsm.maxWaiters,
           modifiableFalse: hsm.capabilities.modifiableFalse,
+          aesKeyWrapPadMechanism: kwpMechanismNumber(hsm.capabilities.aesKeyWrapPad),
           moduleEnv: hsm.moduleEnv,
           observe: this.opts.observe,
           onLost: (reason) => this.onLost(rec.id, epoch, reason),

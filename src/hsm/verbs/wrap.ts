@@ -2,6 +2,7 @@ import { createDecipheriv, createHash, createPrivateKey, createPublicKey, random
 import pkcs11js from 'pkcs11js';
 import { keyGenMechanism, oaepMechanism, pairKeyType, pairShape, type KeyKind } from '../asymmetric.js';
 import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
+import { readUlong, unwrap } from './import.js';
 import { AuthenticationFailed, type Handle, type TokenCore } from '../session-core.js';
 
 export type OaepHash = 'sha1' | 'sha256';
@@ -57,7 +58,7 @@ export class WrapVerbs {
           this.core.keyGenFailed(e, kind);
         }
         created.push(pair.privateKey, pair.publicKey);
-        const wrapped = await this.core.p.C_WrapKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, pair.privateKey, Buffer.alloc(8192));
+        const wrapped = await this.core.p.C_WrapKeyAsync(s, { mechanism: this.core.kwpMechanism }, kek, pair.privateKey, Buffer.alloc(8192));
         const kwp = createDecipheriv('id-aes256-wrap-pad', kekValue, Buffer.from('a65959a6', 'hex'));
         const pkcs8 = Buffer.concat([kwp.update(wrapped), kwp.final()]);
         // Re-encoded in OpenSSL's canonical form (an EC key then carries its curve and public point).
@@ -96,8 +97,8 @@ export class WrapVerbs {
       const hash = wrapping.hash === 'sha1' ? 'SHA-1' : 'SHA-256';
       return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}`;
     }
-    if (wrapping.aesKeyWrap && !this.core.hasMechanism(pkcs11js.CKM_AES_KEY_WRAP_PAD)) {
-      return 'CKM_RSA_AES_KEY_WRAP or its parts (CKM_RSA_PKCS_OAEP and CKM_AES_KEY_WRAP_PAD)';
+    if (wrapping.aesKeyWrap && !this.core.hasMechanism(this.core.kwpMechanism)) {
+      return `CKM_RSA_AES_KEY_WRAP or its parts (CKM_RSA_PKCS_OAEP and the RFC 5649 mechanism 0x${this.core.kwpMechanism.toString(16)})`;
     }
     return undefined;
   }
@@ -238,22 +239,14 @@ export class WrapVerbs {
       const ephemeral: Handle[] = [];
       let key: Handle | undefined;
       try {
-        const unwrap = async (mech: pkcs11js.Mechanism, withKey: Handle, data: Buffer, t: pkcs11js.Template) => {
-          try {
-            return await this.core.p.C_UnwrapKeyAsync(s, mech, withKey, data, t);
-          } catch (e) {
-            if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
-            throw e;
-          }
-        };
         if (wrapping.aesKeyWrap) {
           const kek = await unwrap(
-            oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.core.templates.sessionAes({ unwrap: true }),
+            this.core, s, oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.core.templates.sessionAes({ unwrap: true }),
           );
           ephemeral.push(kek);
-          key = await unwrap({ mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, blob.subarray(wrapping.modulusBytes), template);
+          key = await unwrap(this.core, s, { mechanism: this.core.kwpMechanism }, kek, blob.subarray(wrapping.modulusBytes), template);
         } else {
-          key = await unwrap(oaepMechanism(wrapping.hash), rsa, blob, template);
+          key = await unwrap(this.core, s, oaepMechanism(wrapping.hash), rsa, blob, template);
         }
         const check = await this.checkValueOf(s, key);
         if (target) this.core.handles.set(target.id.toString('hex'), key);
@@ -285,9 +278,3 @@ export class WrapVerbs {
   }
 }
 
-
-/** A CK_ULONG attribute value in the platform's byte order and width. */
-function readUlong(b: Buffer): number {
-  if (b.length >= 8) return Number(b.readBigUInt64LE(0));
-  return b.readUInt32LE(0);
-}

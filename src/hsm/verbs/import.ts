@@ -1,0 +1,180 @@
+import { createHash } from 'node:crypto';
+import pkcs11js from 'pkcs11js';
+import { hmacMechanism, oaepMechanism, rsaSpki, type HashName } from '../asymmetric.js';
+import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
+import type { Handle, TokenCore } from '../session-core.js';
+import { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './wrap.js';
+
+/** What imported material becomes in the token (asymmetric: the private half; the public half is made from it). */
+export type ImportedKind =
+  | { type: 'hmac'; hash: HashName; minBytes: number; maxBytes: number }
+  | { type: 'rsa'; bits: number; usage: 'sign' | 'decrypt' };
+
+export interface ImportWrapping {
+  hash: OaepHash;
+  aesKeyWrap: boolean;
+  modulusBytes: number;
+}
+
+const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
+const HMAC_CHECK_DOMAIN = 'p11kms:hmac-material-check:v1';
+const PUBLIC_CHECK_DOMAIN = 'p11kms:asymmetric-material-check:v1';
+
+/**
+ * Imported HMAC and RSA key material (issue #12), unwrapped inside the token as AES key material
+ * is (verbs/wrap.ts): CKM_RSA_PKCS_OAEP for the ephemeral AES key or the material itself, then
+ * RFC 5649 unwrap (the profile's KWP mechanism) of the material — HMAC bytes, or a PKCS#8
+ * private key, which only RSA_AES_KEY_WRAP can carry. The material never exists in this process.
+ *
+ * Check values recognise the same material without extracting it: for HMAC, a digest of an HMAC
+ * the token computes over a fixed block; for RSA, a digest of the public key (modulus and
+ * exponent are public attributes of the private object).
+ */
+export class ImportVerbs {
+  constructor(private readonly core: TokenCore) {}
+
+  unwrapKeyMaterial(
+    wrappingKeyId: Buffer,
+    wrapping: ImportWrapping,
+    blob: Buffer,
+    kind: ImportedKind,
+    target?: { id: Buffer; label: string },
+  ): Promise<Buffer> {
+    return this.core.run(async (s) => {
+      const rsa = this.core.handleFor(s, wrappingKeyId);
+      const template = kind.type === 'hmac' ? this.hmacTemplate(target) : this.rsaPrivateTemplate(kind.usage, target);
+      const ephemeral: Handle[] = [];
+      const made: Handle[] = [];
+      let done = false;
+      try {
+        let key: Handle;
+        if (wrapping.aesKeyWrap) {
+          const kek = await unwrap(this.core, s, oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.core.templates.sessionAes({ unwrap: true }));
+          ephemeral.push(kek);
+          key = await unwrap(this.core, s, { mechanism: this.core.kwpMechanism }, kek, blob.subarray(wrapping.modulusBytes), template);
+        } else {
+          key = await unwrap(this.core, s, oaepMechanism(wrapping.hash), rsa, blob, template);
+        }
+        made.push(key);
+        let check: Buffer;
+        if (kind.type === 'hmac') {
+          check = await this.hmacCheck(s, key, kind);
+        } else {
+          const spki = this.rsaPublicOf(s, key, kind.bits);
+          check = createHash('sha256').update(PUBLIC_CHECK_DOMAIN).update(spki).digest();
+          if (target) made.push(this.createRsaPublic(s, key, kind.usage, target));
+        }
+        if (target) {
+          const hex = target.id.toString('hex');
+          if (kind.type === 'hmac') this.core.handles.set(`${hex}/${pkcs11js.CKO_SECRET_KEY}`, key);
+          else this.core.handles.set(`${hex}/${pkcs11js.CKO_PRIVATE_KEY}`, key);
+        }
+        done = true;
+        return check;
+      } finally {
+        // Session objects always go; token objects only when something failed after they were made.
+        this.core.destroyQuietly(s, target && done ? ephemeral : [...ephemeral, ...made]);
+      }
+    });
+  }
+
+  private hmacTemplate(target?: { id: Buffer; label: string }): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+      ...placement(this.core, target),
+    ];
+  }
+
+  private rsaPrivateTemplate(usage: 'sign' | 'decrypt', target?: { id: Buffer; label: string }): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: usage === 'sign' },
+      { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: usage === 'decrypt' },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      ...placement(this.core, target),
+    ];
+  }
+
+  /** The HMAC key's check value; material outside AWS's length range for the spec is refused. */
+  private async hmacCheck(s: Handle, key: Handle, kind: Extract<ImportedKind, { type: 'hmac' }>): Promise<Buffer> {
+    const [len] = this.core.p.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE_LEN }]);
+    const bytes = len?.value instanceof Buffer && len.value.length > 0 ? readUlong(len.value) : 0;
+    if (bytes !== 0 && (bytes < kind.minBytes || bytes > kind.maxBytes)) throw new KeyMaterialRejected();
+    try {
+      this.core.p.C_SignInit(s, hmacMechanism(kind.hash), key);
+      const mac = await this.core.p.C_SignAsync(s, CHECK_BLOCK, Buffer.alloc(64));
+      return createHash('sha256').update(HMAC_CHECK_DOMAIN).update(mac).digest();
+    } catch (e) {
+      if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new KeyMaterialRejected();
+      throw e;
+    }
+  }
+
+  /** The public key of an unwrapped RSA private key; one of another size than the key spec's is refused. */
+  private rsaPublicOf(s: Handle, key: Handle, bits: number): Buffer {
+    const [n, e] = this.core.p.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
+    if (!(n?.value instanceof Buffer) || !(e?.value instanceof Buffer)) throw new KeyMaterialRejected();
+    const modulus = n.value.subarray(n.value.findIndex((b) => b !== 0));
+    if (modulus.length * 8 !== bits || (modulus[0] as number) < 0x80) throw new KeyMaterialRejected();
+    return rsaSpki(n.value, e.value);
+  }
+
+  /** The public half, as generateKeyPair makes it: same CKA_ID and label, readable, one usage. */
+  private createRsaPublic(s: Handle, privateKey: Handle, usage: 'sign' | 'decrypt', target: { id: Buffer; label: string }): Handle {
+    const [n, e] = this.core.p.C_GetAttributeValue(s, privateKey, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
+    const h = this.core.p.C_CreateObject(s, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+      { type: pkcs11js.CKA_MODULUS, value: n?.value as Buffer },
+      { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: e?.value as Buffer },
+      { type: pkcs11js.CKA_VERIFY, value: usage === 'sign' },
+      { type: pkcs11js.CKA_ENCRYPT, value: usage === 'decrypt' },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+      ...this.core.templates.protectedObject(target.id, target.label),
+    ]);
+    this.core.handles.set(`${target.id.toString('hex')}/${pkcs11js.CKO_PUBLIC_KEY}`, h);
+    return h;
+  }
+}
+
+/**
+ * A token object's id, label and protection, or a session object's. Last in a template: SoftHSM2
+ * applies attributes in order, and after CKA_MODIFIABLE=false it refuses the rest of an unwrap
+ * template (CKR_ATTRIBUTE_READ_ONLY).
+ */
+function placement(core: TokenCore, target?: { id: Buffer; label: string }): pkcs11js.Template {
+  if (target) return core.templates.protectedObject(target.id, target.label);
+  return [{ type: pkcs11js.CKA_TOKEN, value: false }, { type: pkcs11js.CKA_PRIVATE, value: true }];
+}
+
+/** C_UnwrapKey; any refusal by the token is UnwrapFailed (wrong key, algorithm or damaged blob). */
+export async function unwrap(core: TokenCore, s: Handle, mech: pkcs11js.Mechanism, withKey: Handle, data: Buffer, t: pkcs11js.Template): Promise<Handle> {
+  try {
+    return await core.p.C_UnwrapKeyAsync(s, mech, withKey, data, t);
+  } catch (e) {
+    if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
+    throw e;
+  }
+}
+
+/** A CK_ULONG attribute value in the platform's byte order and width. */
+export function readUlong(b: Buffer): number {
+  if (b.length >= 8) return Number(b.readBigUInt64LE(0));
+  return b.readUInt32LE(0);
+}
