@@ -33,6 +33,10 @@ const HsmSchema = z
         modifiableFalse: z.boolean().default(true),
         /** RFC 5649 key wrap with padding: 0x210A (CKM_AES_KEY_WRAP_PAD, SoftHSM2) or 0x210B (CKM_AES_KEY_WRAP_KWP, NSS, YubiHSM). */
         aesKeyWrapPad: z.enum(['CKM_AES_KEY_WRAP_PAD', 'CKM_AES_KEY_WRAP_KWP']).default('CKM_AES_KEY_WRAP_PAD'),
+        /** The module is a software token in the daemon's own process (SoftHSM2, NSS softoken): its key material is in this process's memory anyway. */
+        inProcessSoftwareToken: z.boolean().default(false),
+        /** Operator opt-in: decode RSA-OAEP in the daemon (raw RSA in the token) for imports with an OAEP hash the module lacks. */
+        daemonOaepDecode: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -75,6 +75,7 @@ export async function startDaemon(
       maxWaiters: config.hsm.maxWaiters,
       modifiableFalse: config.hsm.capabilities.modifiableFalse,
       aesKeyWrapPadMechanism: kwpMechanismNumber(config.hsm.capabilities.aesKeyWrapPad),
+      daemonOaepDecode: config.hsm.capabilities.inProcessSoftwareToken || config.hsm.capabilities.daemonOaepDecode,
       moduleEnv: config.hsm.moduleEnv,
       workerThreads: config.hsm.workerThreads,
       observe: config.metrics.enabled ? observeTokenCall : undefined,

@@ -27,6 +27,12 @@ export interface TokenOptions {
    * 0x210A CKM_AES_KEY_WRAP_PAD on SoftHSM2, 0x210B CKM_AES_KEY_WRAP_KWP on NSS and YubiHSM.
    */
   aesKeyWrapPadMechanism?: number | undefined;
+  /**
+   * Imports wrapped with an OAEP hash the module lacks may be opened by raw RSA in the token and
+   * OAEP decoding in the daemon: set for in-process software tokens (whose key material is in the
+   * daemon's memory anyway) or by the operator's explicit opt-in (capabilities).
+   */
+  daemonOaepDecode?: boolean | undefined;
   moduleEnv?: Record<string, string>;
   /** Called after every token call with its mechanism, the time spent in the token and whether it succeeded (metrics). */
   observe?: (mechanism: string, operation: string, seconds: number, ok: boolean) => void;

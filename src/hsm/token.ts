@@ -97,12 +97,15 @@ export class Token extends TokenCore {
   missingForImport(wrapping: { hash: OaepHash; aesKeyWrap: boolean }): Promise<string | undefined> {
     return this.wrap.missingForImport(wrapping);
   }
-  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
-    return this.wrap.generateRsaWrappingKeyPair(id, label, modulusBits);
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number, rawDecrypt = false): Promise<Buffer> {
+    return this.wrap.generateRsaWrappingKeyPair(id, label, modulusBits, rawDecrypt);
+  }
+  needsRawOaep(hash: OaepHash): Promise<boolean> {
+    return this.wrap.needsRawOaep(hash);
   }
   unwrapAesKey(
     wrappingKeyId: Buffer,
-    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    wrapping: ImportWrapping,
     blob: Buffer,
     target?: { id: Buffer; label: string },
   ): Promise<Buffer> {

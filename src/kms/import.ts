@@ -168,7 +168,8 @@ export const GetParametersForImport = operation(
         createdAt: now, expiresAt,
       });
       try {
-        return await tokenFor(deps, key).generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits);
+        const rawDecrypt = await tokenFor(deps, key).needsRawOaep(wrapping.hash);
+        return await tokenFor(deps, key).generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits, rawDecrypt);
       } catch (e) {
         deps.store.lifecycle.deleteImportToken(tokenId);
         throw e;
@@ -227,7 +228,7 @@ export const ImportKeyMaterial = operation(
     const modulusBytes = (MODULUS_BITS[record.wrappingKeySpec] as number) / 8;
     const kind = importedKindOf(key);
     checkWrappedLength(key, kind, input.EncryptedKeyMaterial.length, modulusBytes, wrapping);
-    const how = { ...wrapping, modulusBytes };
+    const how = { ...wrapping, modulusBytes, rawOaep: await tokenFor(deps, key).needsRawOaep(wrapping.hash) };
     // Only symmetric keys rotate into new imported material (AWS: on-demand rotation of imported keys).
     if (kind !== 'aes' && input.ImportType === 'NEW_KEY_MATERIAL' && deps.store.lifecycle.listMaterialInfo(key.keyId).some((i) => i.imported)) {
       throw Errors.unsupported(`${key.arn} key spec ${key.keySpec} cannot take new key material: only symmetric keys rotate.`);

@@ -363,6 +363,7 @@ export class KeyStoreRegistry {
           maxWaiters: hsm.maxWaiters,
           modifiableFalse: hsm.capabilities.modifiableFalse,
           aesKeyWrapPadMechanism: kwpMechanismNumber(hsm.capabilities.aesKeyWrapPad),
+          daemonOaepDecode: hsm.capabilities.inProcessSoftwareToken || hsm.capabilities.daemonOaepDecode,
           moduleEnv: hsm.moduleEnv,
           observe: this.opts.observe,
           onLost: (reason) => this.onLost(rec.id, epoch, reason),

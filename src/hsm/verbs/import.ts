@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { hmacMechanism, oaepMechanism, rsaSpki, type HashName } from '../asymmetric.js';
+import { hmacMechanism, oaepDecode, oaepMechanism, rsaSpki, type HashName } from '../asymmetric.js';
 import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
 import type { Handle, TokenCore } from '../session-core.js';
 import { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './wrap.js';
@@ -14,6 +14,8 @@ export interface ImportWrapping {
   hash: OaepHash;
   aesKeyWrap: boolean;
   modulusBytes: number;
+  /** Raw RSA in the token and OAEP decoding in the daemon (see unwrapImport). */
+  rawOaep?: boolean | undefined;
 }
 
 const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
@@ -47,14 +49,7 @@ export class ImportVerbs {
       const made: Handle[] = [];
       let done = false;
       try {
-        let key: Handle;
-        if (wrapping.aesKeyWrap) {
-          const kek = await unwrap(this.core, s, oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.core.templates.sessionAes({ unwrap: true }));
-          ephemeral.push(kek);
-          key = await unwrap(this.core, s, { mechanism: this.core.kwpMechanism }, kek, blob.subarray(wrapping.modulusBytes), template);
-        } else {
-          key = await unwrap(this.core, s, oaepMechanism(wrapping.hash), rsa, blob, template);
-        }
+        const key = await unwrapImport(this.core, s, rsa, wrapping, blob, template, ephemeral);
         made.push(key);
         let check: Buffer;
         if (kind.type === 'hmac') {
@@ -161,6 +156,70 @@ export class ImportVerbs {
 function placement(core: TokenCore, target?: { id: Buffer; label: string }): pkcs11js.Template {
   if (target) return core.templates.protectedObject(target.id, target.label);
   return [{ type: pkcs11js.CKA_TOKEN, value: false }, { type: pkcs11js.CKA_PRIVATE, value: true }];
+}
+
+/**
+ * The OAEP step of an import, then (RSA_AES_KEY_WRAP) the RFC 5649 step, into `template`.
+ * Normally both are C_UnwrapKey in the token. With `rawOaep` (a module without OAEP for this
+ * hash, where the capabilities allow it: see missingForImport) the RSA step is raw RSA in the
+ * token (CKM_RSA_X_509), the OAEP decoding happens here, and the decoded bytes — the ephemeral
+ * AES key, or the material itself — go straight into a token object by C_CreateObject; every
+ * buffer that held them is zeroed. Session objects made on the way are pushed to `ephemeral`.
+ */
+export async function unwrapImport(
+  core: TokenCore, s: Handle, rsa: Handle, wrapping: ImportWrapping & { rawOaep?: boolean | undefined }, blob: Buffer,
+  template: pkcs11js.Template, ephemeral: Handle[],
+): Promise<Handle> {
+  const rsaPart = wrapping.aesKeyWrap ? blob.subarray(0, wrapping.modulusBytes) : blob;
+  const kekTemplate = core.templates.sessionAes({ unwrap: true });
+  if (!wrapping.rawOaep) {
+    if (!wrapping.aesKeyWrap) return unwrap(core, s, oaepMechanism(wrapping.hash), rsa, rsaPart, template);
+    const kek = await unwrap(core, s, oaepMechanism(wrapping.hash), rsa, rsaPart, kekTemplate);
+    ephemeral.push(kek);
+    return unwrap(core, s, { mechanism: core.kwpMechanism }, kek, blob.subarray(wrapping.modulusBytes), template);
+  }
+  const decoded = await rawOaepDecode(core, s, rsa, wrapping.hash, rsaPart, wrapping.modulusBytes);
+  try {
+    if (!wrapping.aesKeyWrap) return createWithValue(core, s, template, decoded);
+    const kek = createWithValue(core, s, kekTemplate, decoded);
+    ephemeral.push(kek);
+    return await unwrap(core, s, { mechanism: core.kwpMechanism }, kek, blob.subarray(wrapping.modulusBytes), template);
+  } finally {
+    decoded.fill(0);
+  }
+}
+
+/** Raw RSA in the token, then RFC 8017 OAEP decoding here; a block that does not decode is UnwrapFailed. */
+async function rawOaepDecode(core: TokenCore, s: Handle, rsa: Handle, hash: OaepHash, block: Buffer, k: number): Promise<Buffer> {
+  if (block.length !== k) throw new UnwrapFailed();
+  let out: Buffer;
+  try {
+    core.p.C_DecryptInit(s, { mechanism: pkcs11js.CKM_RSA_X_509 }, rsa);
+    out = await core.p.C_DecryptAsync(s, block, Buffer.alloc(k));
+  } catch (e) {
+    if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
+    throw e;
+  }
+  const em = out.length === k ? out : Buffer.concat([Buffer.alloc(k - out.length), out]);
+  const decoded = oaepDecode(hash, em, k);
+  out.fill(0);
+  em.fill(0);
+  if (!decoded) throw new UnwrapFailed();
+  return decoded;
+}
+
+/** C_CreateObject of a secret key from decoded bytes (the template minus CKA_VALUE_LEN, plus CKA_VALUE). */
+function createWithValue(core: TokenCore, s: Handle, template: pkcs11js.Template, value: Buffer): Handle {
+  const t = template.filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN);
+  // CKA_VALUE before the placement attributes (CKA_MODIFIABLE=false last, see placement()).
+  const at = t.findIndex((a) => a.type === pkcs11js.CKA_ID || a.type === pkcs11js.CKA_TOKEN);
+  t.splice(at < 0 ? t.length : at, 0, { type: pkcs11js.CKA_VALUE, value });
+  try {
+    return core.p.C_CreateObject(s, t);
+  } catch (e) {
+    if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new KeyMaterialRejected();
+    throw e;
+  }
 }
 
 /** C_UnwrapKey; any refusal by the token is UnwrapFailed (wrong key, algorithm or damaged blob). */

@@ -2,7 +2,7 @@ import { createDecipheriv, createHash, createPrivateKey, createPublicKey, random
 import pkcs11js from 'pkcs11js';
 import { keyGenMechanism, oaepMechanism, pairKeyType, pairShape, type KeyKind } from '../asymmetric.js';
 import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
-import { readUlong, unwrap } from './import.js';
+import { readUlong, unwrapImport, type ImportWrapping } from './import.js';
 import { AuthenticationFailed, type Handle, type TokenCore } from '../session-core.js';
 
 export type OaepHash = 'sha1' | 'sha256';
@@ -95,12 +95,21 @@ export class WrapVerbs {
     if (!this.core.hasMechanism(pkcs11js.CKM_AES_ECB)) return 'CKM_AES_ECB (used for key-material check values)';
     if (!(await this.supportsOaep(wrapping.hash))) {
       const hash = wrapping.hash === 'sha1' ? 'SHA-1' : 'SHA-256';
-      return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}`;
+      if (!this.core.opts.daemonOaepDecode) {
+        return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash} (decoding OAEP in the daemon instead is allowed only for an ` +
+          'in-process software token or with the hsm.capabilities.daemonOaepDecode opt-in)';
+      }
+      if (!this.core.hasMechanism(pkcs11js.CKM_RSA_X_509)) return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}, or CKM_RSA_X_509`;
     }
     if (wrapping.aesKeyWrap && !this.core.hasMechanism(this.core.kwpMechanism)) {
       return `CKM_RSA_AES_KEY_WRAP or its parts (CKM_RSA_PKCS_OAEP and the RFC 5649 mechanism 0x${this.core.kwpMechanism.toString(16)})`;
     }
     return undefined;
+  }
+
+  /** Whether imports wrapped with this OAEP hash take the raw-RSA path (unwrapImport): the module lacks the hash. */
+  async needsRawOaep(hash: OaepHash): Promise<boolean> {
+    return !(await this.supportsOaep(hash));
   }
 
   /**
@@ -161,7 +170,7 @@ export class WrapVerbs {
    * unwrap (sensitive, non-extractable); the public key is a session object, read and destroyed.
    * Returns the public key as DER SubjectPublicKeyInfo.
    */
-  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number, rawDecrypt = false): Promise<Buffer> {
     return this.core.run(async (s) => {
       const privateTemplate: pkcs11js.Template = [
         { type: pkcs11js.CKA_ID, value: id },
@@ -171,7 +180,8 @@ export class WrapVerbs {
         { type: pkcs11js.CKA_SENSITIVE, value: true },
         { type: pkcs11js.CKA_EXTRACTABLE, value: false },
         { type: pkcs11js.CKA_UNWRAP, value: true },
-        { type: pkcs11js.CKA_DECRYPT, value: false },
+        // Raw RSA decryption only for a wrapping key whose OAEP the daemon decodes (needsRawOaep).
+        { type: pkcs11js.CKA_DECRYPT, value: rawDecrypt },
         { type: pkcs11js.CKA_SIGN, value: false },
         { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
         { type: pkcs11js.CKA_DERIVE, value: false },
@@ -227,7 +237,7 @@ export class WrapVerbs {
    */
   unwrapAesKey(
     wrappingKeyId: Buffer,
-    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    wrapping: ImportWrapping,
     blob: Buffer,
     target?: { id: Buffer; label: string },
   ): Promise<Buffer> {
@@ -239,15 +249,7 @@ export class WrapVerbs {
       const ephemeral: Handle[] = [];
       let key: Handle | undefined;
       try {
-        if (wrapping.aesKeyWrap) {
-          const kek = await unwrap(
-            this.core, s, oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.core.templates.sessionAes({ unwrap: true }),
-          );
-          ephemeral.push(kek);
-          key = await unwrap(this.core, s, { mechanism: this.core.kwpMechanism }, kek, blob.subarray(wrapping.modulusBytes), template);
-        } else {
-          key = await unwrap(this.core, s, oaepMechanism(wrapping.hash), rsa, blob, template);
-        }
+        key = await unwrapImport(this.core, s, rsa, wrapping, blob, template, ephemeral);
         const check = await this.checkValueOf(s, key);
         if (target) this.core.handles.set(target.id.toString('hex'), key);
         else ephemeral.push(key);
