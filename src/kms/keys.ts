@@ -86,7 +86,7 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
       );
     }
   }
-  if (origin === 'EXTERNAL') checkImportableSpec(keySpec);
+  if (origin === 'EXTERNAL') checkImportableSpec(keySpec, keyUsage);
   if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
   const tags = input.Tags ?? [];
   checkTags(tags, 0);

@@ -135,10 +135,39 @@ describe('imported RSA private keys (PKCS#8 via RSA_AES_KEY_WRAP)', () => {
     expect((await failure(importInto(k.KeyId!, ec, 'RSA_AES_KEY_WRAP_SHA_1'))).name).toBe('InvalidCiphertextException');
     expect((await h.kms.send(new DescribeKeyCommand({ KeyId: k.KeyId }))).KeyMetadata?.KeyState).toBe('PendingImport');
   });
+});
 
-  it('ECC imports are refused at CreateKey, naming why', async () => {
-    const e = await failure(externalKey({ KeySpec: 'ECC_SECG_P256K1', KeyUsage: 'SIGN_VERIFY' }));
+describe('imported EC private keys (PKCS#8 via RSA_AES_KEY_WRAP)', () => {
+  const curves = [
+    ['ECC_NIST_P256', 'P-256', 'ECDSA_SHA_256', 'sha256'],
+    ['ECC_NIST_P384', 'P-384', 'ECDSA_SHA_384', 'sha384'],
+    ['ECC_NIST_P521', 'P-521', 'ECDSA_SHA_512', 'sha512'],
+    ['ECC_SECG_P256K1', 'secp256k1', 'ECDSA_SHA_256', 'sha256'],
+  ] as const;
+  for (const [KeySpec, namedCurve, SigningAlgorithm, hash] of curves) {
+    it(`${KeySpec}: GetPublicKey is the original public key; signatures verify with node:crypto and Verify`, async () => {
+      const pair = generateKeyPairSync('ec', { namedCurve });
+      const k = await externalKey({ KeySpec, KeyUsage: 'SIGN_VERIFY' });
+      const pkcs8 = pair.privateKey.export({ type: 'pkcs8', format: 'der' });
+      const id = await importInto(k.KeyId!, pkcs8, 'RSA_AES_KEY_WRAP_SHA_1');
+      const pub = await h.kms.send(new GetPublicKeyCommand({ KeyId: k.KeyId }));
+      expect(Buffer.from(pub.PublicKey!).equals(pair.publicKey.export({ type: 'spki', format: 'der' }))).toBe(true);
+      const message = randomBytes(50);
+      const sig = await h.kms.send(new SignCommand({ KeyId: k.KeyId, Message: message, SigningAlgorithm }));
+      expect(verify(hash, message, pair.publicKey, Buffer.from(sig.Signature!))).toBe(true);
+      expect((await h.kms.send(new VerifyCommand({ KeyId: k.KeyId, Message: message, Signature: sig.Signature, SigningAlgorithm }))).SignatureValid).toBe(true);
+      expect(await importInto(k.KeyId!, pkcs8, 'RSA_AES_KEY_WRAP_SHA_1')).toBe(id);
+      const mine = inspectToken(h.token).filter((o) => o.label === `p11kms:${k.KeyId}:v1`);
+      expect(mine.map((o) => o.cls).sort()).toEqual(['private', 'public']);
+      expect(mine.find((o) => o.cls === 'private')).toMatchObject({ sensitive: true, extractable: false, sign: true, derive: false, valueRead: 'CKR_ATTRIBUTE_SENSITIVE' });
+    });
+  }
+
+  it('a key on another curve is IncorrectKeyMaterialException; KEY_AGREEMENT imports are refused at CreateKey', async () => {
+    const k = await externalKey({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' });
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'der' });
+    expect((await failure(importInto(k.KeyId!, p384, 'RSA_AES_KEY_WRAP_SHA_1'))).name).toBe('IncorrectKeyMaterialException');
+    const e = await failure(externalKey({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'KEY_AGREEMENT' }));
     expect(e.name).toBe('UnsupportedOperationException');
-    expect(e.message).toContain('CKA_EC_POINT');
   });
 });

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createECDH, createHash, createPublicKey, ECDH, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { hmacMechanism, oaepDecode, oaepMechanism, rsaSpki, type HashName } from '../asymmetric.js';
+import { CURVES, ecSpki, hmacMechanism, oaepDecode, oaepMechanism, rsaSpki, type Curve, type HashName } from '../asymmetric.js';
 import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
 import type { Handle, TokenCore } from '../session-core.js';
 import { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './wrap.js';
@@ -8,7 +8,8 @@ import { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './wrap.js';
 /** What imported material becomes in the token (asymmetric: the private half; the public half is made from it). */
 export type ImportedKind =
   | { type: 'hmac'; hash: HashName; minBytes: number; maxBytes: number }
-  | { type: 'rsa'; bits: number; usage: 'sign' | 'decrypt' };
+  | { type: 'rsa'; bits: number; usage: 'sign' | 'decrypt' }
+  | { type: 'ec'; curve: Curve };
 
 export interface ImportWrapping {
   hash: OaepHash;
@@ -44,6 +45,7 @@ export class ImportVerbs {
   ): Promise<Buffer> {
     return this.core.run(async (s) => {
       const rsa = this.core.handleFor(s, wrappingKeyId);
+      if (kind.type === 'ec') return this.unwrapEc(s, rsa, wrapping, blob, kind.curve, target);
       const template = kind.type === 'hmac' ? this.hmacTemplate(target) : this.rsaPrivateTemplate(kind.usage, target);
       const ephemeral: Handle[] = [];
       const made: Handle[] = [];
@@ -71,6 +73,104 @@ export class ImportVerbs {
         this.core.destroyQuietly(s, target && done ? ephemeral : [...ephemeral, ...made]);
       }
     });
+  }
+
+  /**
+   * An EC private key (SIGN_VERIFY). PKCS#11 exposes no public point on a private key object, so
+   * the point is recovered without the private value leaving the token: the key is unwrapped
+   * once more as a session object that may derive and sign; ECDH with the curve's generator G
+   * gives x(d·G), the public point's x; of the two points with that x, the one that verifies a
+   * signature made by the token is the public key. Then the target object (sign only) and its
+   * public half are made.
+   */
+  private async unwrapEc(
+    s: Handle, rsa: Handle, wrapping: ImportWrapping, blob: Buffer, curve: Curve, target?: { id: Buffer; label: string },
+  ): Promise<Buffer> {
+    const ephemeral: Handle[] = [];
+    const made: Handle[] = [];
+    let done = false;
+    try {
+      const probe = await unwrapImport(this.core, s, rsa, wrapping, blob, this.ecPrivateTemplate(true), ephemeral);
+      ephemeral.push(probe);
+      const [params] = this.core.p.C_GetAttributeValue(s, probe, [{ type: pkcs11js.CKA_EC_PARAMS }]);
+      if (!(params?.value instanceof Buffer) || !params.value.equals(CURVES[curve].params)) throw new KeyMaterialRejected();
+      const point = await this.publicPointOf(s, probe, curve);
+      const spki = ecSpki(curve, point);
+      if (target) {
+        made.push(await unwrapImport(this.core, s, rsa, wrapping, blob, this.ecPrivateTemplate(false, target), ephemeral));
+        const h = this.core.p.C_CreateObject(s, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC },
+          { type: pkcs11js.CKA_EC_PARAMS, value: CURVES[curve].params },
+          { type: pkcs11js.CKA_EC_POINT, value: derOctetString(point) },
+          { type: pkcs11js.CKA_VERIFY, value: true },
+          { type: pkcs11js.CKA_ENCRYPT, value: false },
+          { type: pkcs11js.CKA_WRAP, value: false },
+          { type: pkcs11js.CKA_DERIVE, value: false },
+          ...this.core.templates.protectedObject(target.id, target.label),
+        ]);
+        made.push(h);
+        const hex = target.id.toString('hex');
+        this.core.handles.set(`${hex}/${pkcs11js.CKO_PRIVATE_KEY}`, made[0] as Handle);
+        this.core.handles.set(`${hex}/${pkcs11js.CKO_PUBLIC_KEY}`, h);
+      }
+      done = true;
+      return createHash('sha256').update(PUBLIC_CHECK_DOMAIN).update(spki).digest();
+    } finally {
+      this.core.destroyQuietly(s, target && done ? ephemeral : [...ephemeral, ...made]);
+    }
+  }
+
+  /** The uncompressed public point of an EC private key object that may derive and sign (see unwrapEc). */
+  private async publicPointOf(s: Handle, probe: Handle, curve: Curve): Promise<Buffer> {
+    const { oidName, bytes } = CURVES[curve];
+    const generator = createECDH(oidName);
+    generator.setPrivateKey(Buffer.concat([Buffer.alloc(bytes - 1), Buffer.from([1])]));
+    const secret = await this.core.p.C_DeriveKeyAsync(
+      s,
+      { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: generator.getPublicKey() } as pkcs11js.ECDH1 },
+      probe,
+      [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+        { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
+        { type: pkcs11js.CKA_TOKEN, value: false },
+        { type: pkcs11js.CKA_SENSITIVE, value: false },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+      ],
+    );
+    let x: Buffer;
+    try {
+      // x(d·G) is the public point's x coordinate: public, not secret.
+      x = Buffer.from(this.core.p.C_GetAttributeValue(s, secret, [{ type: pkcs11js.CKA_VALUE }])[0]?.value as Buffer);
+    } finally {
+      this.core.destroyQuietly(s, [secret]);
+    }
+    const message = Buffer.from('p11kms: which of the two points is the public key');
+    this.core.p.C_SignInit(s, { mechanism: pkcs11js.CKM_ECDSA }, probe);
+    const signature = await this.core.p.C_SignAsync(s, createHash('sha256').update(message).digest(), Buffer.alloc(2 * bytes));
+    for (const prefix of [0x02, 0x03]) {
+      const point = ECDH.convertKey(Buffer.concat([Buffer.from([prefix]), x]), oidName, undefined, undefined, 'uncompressed') as Buffer;
+      const key = createPublicKey({ key: ecSpki(curve, point), format: 'der', type: 'spki' });
+      if (verify('sha256', message, { key, dsaEncoding: 'ieee-p1363' }, signature)) return point;
+    }
+    throw new KeyMaterialRejected();
+  }
+
+  private ecPrivateTemplate(probe: boolean, target?: { id: Buffer; label: string }): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      // Only the session probe derives (ECDH with G, to learn the public point).
+      { type: pkcs11js.CKA_DERIVE, value: probe },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      ...placement(this.core, probe ? undefined : target),
+    ];
   }
 
   private hmacTemplate(target?: { id: Buffer; label: string }): pkcs11js.Template {
@@ -230,6 +330,12 @@ export async function unwrap(core: TokenCore, s: Handle, mech: pkcs11js.Mechanis
     if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
     throw e;
   }
+}
+
+/** DER OCTET STRING around an EC point, as CKA_EC_POINT holds it. */
+function derOctetString(point: Buffer): Buffer {
+  const len = point.length < 0x80 ? Buffer.from([point.length]) : Buffer.from([0x81, point.length]);
+  return Buffer.concat([Buffer.from([0x04]), len, point]);
 }
 
 /** A CK_ULONG attribute value in the platform's byte order and width. */
