@@ -50,6 +50,28 @@ export class KeyTemplates {
   }
 
   /**
+   * An HMAC key (generic secret) that can only sign and verify, sensitive and non-extractable;
+   * `placement` (id, label, token or session) goes last, after which SoftHSM2 refuses further
+   * attributes of an unwrap template once CKA_MODIFIABLE=false is among them.
+   */
+  hmacKey(placement: pkcs11js.Template): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+      ...placement,
+    ];
+  }
+
+  /**
    * An AES secret-key template for a short-lived session object (never stored in the token),
    * sensitive, non-extractable and allowed only the given usage.
    */

@@ -10,7 +10,8 @@ import {
   GetParametersForImportCommand, GetPublicKeyCommand, ImportKeyMaterialCommand, SignCommand, VerifyCommand, VerifyMacCommand,
   type AlgorithmSpec, type CreateKeyCommandInput,
 } from '@aws-sdk/client-kms';
-import { constants, createHmac, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, verify } from 'node:crypto';
+import { constants, createHmac, createPublicKey, generateKeyPair, generateKeyPairSync, publicEncrypt, randomBytes, verify } from 'node:crypto';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure, startHarness, type Harness } from '../helpers/daemon.js';
 import { inspectToken } from '../helpers/inspect.js';
@@ -23,6 +24,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
+
+/**
+ * RSA key pairs made off the event loop: the daemon runs in this process, and a multi-second
+ * synchronous key generation would stall it (and let keep-alive sockets time out under the SDK).
+ */
+const rsaPair = (modulusLength: number) => promisify(generateKeyPair)('rsa', { modulusLength });
 
 async function externalKey(input: CreateKeyCommandInput) {
   return (await h.kms.send(new CreateKeyCommand({ ...input, Origin: 'EXTERNAL' }))).KeyMetadata!;
@@ -84,7 +91,7 @@ describe('imported HMAC key material', () => {
 
 describe('imported RSA private keys (PKCS#8 via RSA_AES_KEY_WRAP)', () => {
   it('SIGN_VERIFY: GetPublicKey is the original public key; signatures verify with node:crypto and Verify', async () => {
-    const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pair = await rsaPair(2048);
     const k = await externalKey({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' });
     const pkcs8 = pair.privateKey.export({ type: 'pkcs8', format: 'der' });
     const id = await importInto(k.KeyId!, pkcs8, 'RSA_AES_KEY_WRAP_SHA_1', 'RSA_3072');
@@ -99,7 +106,7 @@ describe('imported RSA private keys (PKCS#8 via RSA_AES_KEY_WRAP)', () => {
     }
     // Same material again: same id; another key's material: refused.
     expect(await importInto(k.KeyId!, pkcs8, 'RSA_AES_KEY_WRAP_SHA_1')).toBe(id);
-    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'der' });
+    const other = (await rsaPair(2048)).privateKey.export({ type: 'pkcs8', format: 'der' });
     expect((await failure(importInto(k.KeyId!, other, 'RSA_AES_KEY_WRAP_SHA_1'))).name).toBe('IncorrectKeyMaterialException');
     // In the token: both halves under the version's id; the private half sensitive and non-extractable.
     const mine = inspectToken(h.token).filter((o) => o.label === `p11kms:${k.KeyId}:v1`);
@@ -108,7 +115,7 @@ describe('imported RSA private keys (PKCS#8 via RSA_AES_KEY_WRAP)', () => {
   });
 
   it('ENCRYPT_DECRYPT (RSA_3072): decrypts what node:crypto encrypted with the original public key', async () => {
-    const pair = generateKeyPairSync('rsa', { modulusLength: 3072 });
+    const pair = await rsaPair(3072);
     const k = await externalKey({ KeySpec: 'RSA_3072', KeyUsage: 'ENCRYPT_DECRYPT' });
     await importInto(k.KeyId!, pair.privateKey.export({ type: 'pkcs8', format: 'der' }), 'RSA_AES_KEY_WRAP_SHA_1', 'RSA_4096');
     const secret = randomBytes(100);
@@ -125,7 +132,7 @@ describe('imported RSA private keys (PKCS#8 via RSA_AES_KEY_WRAP)', () => {
     const k = await externalKey({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' });
     const e = await failure(h.kms.send(new GetParametersForImportCommand({ KeyId: k.KeyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' })));
     expect(e.name).toBe('ValidationException');
-    const rsa3072 = generateKeyPairSync('rsa', { modulusLength: 3072 }).privateKey.export({ type: 'pkcs8', format: 'der' });
+    const rsa3072 = (await rsaPair(3072)).privateKey.export({ type: 'pkcs8', format: 'der' });
     const wrongSize = await failure(importInto(k.KeyId!, rsa3072, 'RSA_AES_KEY_WRAP_SHA_1'));
     expect(wrongSize.name).toBe('IncorrectKeyMaterialException');
     expect(wrongSize.message).toContain('RSA private key of that size');

@@ -9,7 +9,8 @@ import {
   CreateKeyCommand, DecryptCommand, EncryptCommand, GenerateMacCommand, GetParametersForImportCommand, ImportKeyMaterialCommand,
   SignCommand, type AlgorithmSpec, type CreateKeyCommandInput,
 } from '@aws-sdk/client-kms';
-import { createHmac, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
+import { createHmac, generateKeyPair, randomBytes, verify } from 'node:crypto';
+import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,7 +63,7 @@ describe('RSAES_OAEP_SHA_256 and RSA_AES_KEY_WRAP_SHA_256 on an in-process softw
   });
 
   it('an RSA private key through RSA_AES_KEY_WRAP_SHA_256 signs as the original', async () => {
-    const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pair = await promisify(generateKeyPair)('rsa', { modulusLength: 2048 });
     const { key } = await importInto({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }, pair.privateKey.export({ type: 'pkcs8', format: 'der' }), 'RSA_AES_KEY_WRAP_SHA_256');
     const sig = await h.kms.send(new SignCommand({ KeyId: key.KeyId, Message: Buffer.from('m'), SigningAlgorithm: 'RSASSA_PKCS1_V1_5_SHA_256' }));
     expect(verify('sha256', Buffer.from('m'), pair.publicKey, Buffer.from(sig.Signature!))).toBe(true);

@@ -9,19 +9,8 @@ export class HmacVerbs {
   /** Generates a non-extractable generic secret of `bytes` bytes for HMAC (sign/verify only). */
   async generateHmacKey(id: Buffer, label: string, bytes: number): Promise<void> {
     const template: pkcs11js.Template = [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
       { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
-      ...this.core.templates.protectedObject(id, label),
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_SIGN, value: true },
-      { type: pkcs11js.CKA_VERIFY, value: true },
-      { type: pkcs11js.CKA_ENCRYPT, value: false },
-      { type: pkcs11js.CKA_DECRYPT, value: false },
-      { type: pkcs11js.CKA_WRAP, value: false },
-      { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: false },
+      ...this.core.templates.hmacKey(this.core.templates.protectedObject(id, label)),
     ];
     await this.core.run(async (s) => {
       const h = await this.core.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, template);

@@ -174,20 +174,7 @@ export class ImportVerbs {
   }
 
   private hmacTemplate(target?: { id: Buffer; label: string }): pkcs11js.Template {
-    return [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_SIGN, value: true },
-      { type: pkcs11js.CKA_VERIFY, value: true },
-      { type: pkcs11js.CKA_ENCRYPT, value: false },
-      { type: pkcs11js.CKA_DECRYPT, value: false },
-      { type: pkcs11js.CKA_WRAP, value: false },
-      { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: false },
-      ...placement(this.core, target),
-    ];
+    return this.core.templates.hmacKey(placement(this.core, target));
   }
 
   private rsaPrivateTemplate(usage: 'sign' | 'decrypt', target?: { id: Buffer; label: string }): pkcs11js.Template {
