@@ -35,7 +35,7 @@ afterAll(async () => {
 
 async function importInto(input: CreateKeyCommandInput, material: Buffer, WrappingAlgorithm: AlgorithmSpec) {
   const key = (await h.kms.send(new CreateKeyCommand({ ...input, Origin: 'EXTERNAL' }))).KeyMetadata!;
-  const p = await h.kms.send(new GetParametersForImportCommand({ KeyId: key.KeyId, WrappingAlgorithm, WrappingKeySpec: 'RSA_3072' }));
+  const p = await h.kms.send(new GetParametersForImportCommand({ KeyId: key.KeyId, WrappingAlgorithm, WrappingKeySpec: 'RSA_2048' }));
   const wrapped = WrappingAlgorithm.startsWith('RSA_AES') ? wrapRsaAes(p.PublicKey!, material, 'sha256') : wrapOaep(p.PublicKey!, material, 'sha256');
   await h.kms.send(new ImportKeyMaterialCommand({
     KeyId: key.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
