@@ -2,6 +2,8 @@
  * The whole AWS KMS service model (botocore's service-2.json) against the real daemon, over raw
  * signed HTTP:
  *  - every operation is served (never UnknownOperationException);
+ *  - a plausible request of every operation answers success or an error the model documents
+ *    for that operation (or one of AWS's common errors);
  *  - for every operation and every input member, a value that breaks the model's constraint
  *    (length, enum, range, list size) or its JSON type is refused with ValidationException /
  *    SerializationException, and the state seen through the API and in the token is exactly as
@@ -136,6 +138,27 @@ describe('the AWS KMS service model', () => {
       if (res.json?.__type === 'UnknownOperationException') unknown.push(name);
     }
     expect(unknown).toEqual(Object.keys(PENDING).filter((n) => operationNames.includes(n)).sort());
+  });
+
+  it("answers a plausible request of every operation with success or one of the operation's documented errors", async () => {
+    // Errors every AWS JSON operation may answer (AWS's "Common Errors"), besides each operation's own list.
+    const common = new Set([
+      'ValidationException', 'SerializationException', 'AccessDeniedException', 'UnrecognizedClientException',
+      'InvalidSignatureException', 'ThrottlingException', 'DryRunOperationException',
+    ]);
+    const undocumented: string[] = [];
+    for (const name of operationNames) {
+      if (PENDING[name]) continue;
+      const op_ = model.operations[name]!;
+      const body = op_.input ? plausible(model, op_.input.shape, key.KeyId!) : {};
+      const res = await signedPost(h, op(name), JSON.stringify(body));
+      expect(res.status, `${name}: ${res.text}`).toBeLessThan(500);
+      const type = res.json?.__type as string | undefined;
+      if (!type) continue;
+      const documented = new Set((op_.errors ?? []).map((e) => e.shape));
+      if (!documented.has(type) && !common.has(type)) undocumented.push(`${name}: ${type} (${res.json.message})`);
+    }
+    expect(undocumented).toEqual([]);
   });
 
   it('refuses a constraint or type violation in every member of every operation, and changes nothing', async () => {
