@@ -2,15 +2,10 @@ import { createDecipheriv, createHash, createPrivateKey, createPublicKey, random
 import pkcs11js from 'pkcs11js';
 import { keyGenMechanism, oaepMechanism, pairKeyType, pairShape, type KeyKind } from '../asymmetric.js';
 import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
-import { readUlong, unwrapImport, type ImportWrapping } from './import.js';
-import { AuthenticationFailed, type Handle, type TokenCore } from '../session-core.js';
+import { KeyMaterialRejected, readUlong, unwrapImport, type ImportWrapping, type OaepHash } from './unwrap.js';
+import type { Handle, TokenCore } from '../session-core.js';
 
-export type OaepHash = 'sha1' | 'sha256';
-
-/** Thrown when a wrapped key does not unwrap (wrong wrapping key, algorithm, or a damaged blob). */
-export class UnwrapFailed extends AuthenticationFailed {}
-/** Thrown when unwrapped material is not usable as the AES-256 key it should be. */
-export class KeyMaterialRejected extends AuthenticationFailed {}
+export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './unwrap.js';
 
 /** The block encrypted for check values: fixed, and deliberately not the all-zero block. */
 const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
