@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
+import { CapabilitiesSchema } from './hsm/profile.js';
 import { apiTlsFileSchema, resolveApiListenerSecurity, type ApiListenerSecurity } from './net/api-tls-config.js';
 import { Secret } from './secret.js';
 
@@ -26,21 +27,13 @@ const HsmSchema = z
     maxWaiters: z.number().int().min(0).max(100_000).default(1024),
     /** Worker threads that run AES-GCM token calls off the event loop (0: event loop + libuv pool). Default max(2, CPUs). */
     workerThreads: z.number().int().min(0).max(256).optional(),
+    /** A per-request token call (not key generation) without an answer after this long fails with 503 DependencyTimeoutException (0: no limit). */
+    callTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
     moduleEnv: z.record(z.string(), z.string()).default({}),
-    capabilities: z
-      .object({
-        gcmIv: z.enum(['caller', 'token-generated', 'token-appended']).default('caller'),
-        gcmZeroIvBuffer: z.boolean().default(false),
-        modifiableFalse: z.boolean().default(true),
-        /** RFC 5649 key wrap with padding: 0x210A (CKM_AES_KEY_WRAP_PAD, SoftHSM2) or 0x210B (CKM_AES_KEY_WRAP_KWP, NSS, YubiHSM). */
-        aesKeyWrapPad: z.enum(['CKM_AES_KEY_WRAP_PAD', 'CKM_AES_KEY_WRAP_KWP']).default('CKM_AES_KEY_WRAP_PAD'),
-        /** The module is a software token in the daemon's own process (SoftHSM2, NSS softoken): its key material is in this process's memory anyway. */
-        inProcessSoftwareToken: z.boolean().default(false),
-        /** Operator opt-in: decode RSA-OAEP in the daemon (raw RSA in the token) for imports with an OAEP hash the module lacks. */
-        daemonOaepDecode: z.boolean().default(false),
-      })
-      .strict()
-      .prefault({}),
+    /** C_Initialize's pReserved string, for modules that take init arguments (NSS softoken: configdir=…). */
+    libraryParameters: z.string().min(1).optional(),
+    /** The module's capability profile (src/hsm/profile.ts; native-config/README.md). */
+    capabilities: CapabilitiesSchema.prefault({}),
   })
   .strict();
 
@@ -171,9 +164,6 @@ function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv,
       );
     }
     const { $comment: _, trustAnchorCertificate, ...rest } = h;
-    if (rest.capabilities.gcmIv !== 'caller') {
-      throw new ConfigError(`hsms.${name}.capabilities.gcmIv '${rest.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`);
-    }
     const where = `${rest.module}\u0000${rest.tokenLabel}`;
     const other = seen.get(where);
     if (other) {
@@ -235,11 +225,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.tokenLabel = env.P11KMS_TOKEN_LABEL || hsm.tokenLabel;
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
   hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
-  if (hsm.capabilities.gcmIv !== 'caller') {
-    throw new ConfigError(
-      `hsm.capabilities.gcmIv '${hsm.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`,
-    );
-  }
+  hsm.callTimeoutMs = intFromEnv(env, 'P11KMS_TOKEN_CALL_TIMEOUT_MS') ?? hsm.callTimeoutMs;
   const pin = env.P11KMS_PIN
     ? new Secret(env.P11KMS_PIN)
     : readSecret(

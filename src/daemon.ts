@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { kwpMechanismNumber } from './hsm/templates.js';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
@@ -80,11 +79,11 @@ export async function startDaemon(
       maxSessions: config.hsm.maxSessions,
       sessionWaitMs: config.hsm.sessionWaitMs,
       maxWaiters: config.hsm.maxWaiters,
-      modifiableFalse: config.hsm.capabilities.modifiableFalse,
-      aesKeyWrapPadMechanism: kwpMechanismNumber(config.hsm.capabilities.aesKeyWrapPad),
-      daemonOaepDecode: config.hsm.capabilities.inProcessSoftwareToken || config.hsm.capabilities.daemonOaepDecode,
+      capabilities: config.hsm.capabilities,
       moduleEnv: config.hsm.moduleEnv,
+      libraryParameters: config.hsm.libraryParameters,
       workerThreads: config.hsm.workerThreads,
+      callTimeoutMs: config.hsm.callTimeoutMs,
       observe: config.metrics.enabled ? observeTokenCall : undefined,
       onRecovered: (attempts) => {
         audit

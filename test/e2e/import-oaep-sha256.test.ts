@@ -26,7 +26,7 @@ const configWith = (dir: string, name: string, capabilities: Record<string, bool
   return file;
 };
 beforeAll(async () => {
-  h = await startHarness({ clock, prepare: (t) => ({ P11KMS_CONFIG: configWith(t.dir, 'software', { inProcessSoftwareToken: true }) }) });
+  h = await startHarness({ clock, prepare: (t) => ({ P11KMS_CONFIG: configWith(t.dir, 'software', { softwareToken: true }) }) });
   syncClock(h, clock);
 });
 afterAll(async () => {
