@@ -7,6 +7,7 @@ import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
 import { TokenSealer } from './audit/sealer.js';
+import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -105,7 +106,8 @@ export async function startDaemon(
       })
     : undefined;
   audit = trail ?? disabledAudit;
-  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit };
+  const keyUsage = new KeyUsageRecorder(store, log);
+  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit, keyUsage };
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
   const importKeys = await reconcileImportKeys(deps);
@@ -185,6 +187,7 @@ export async function startDaemon(
     throw e;
   }
   scheduler.start();
+  keyUsage.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -195,6 +198,7 @@ export async function startDaemon(
       await keyStores.stop();
       await trail?.close();
       unbindMetrics();
+      keyUsage.stop();
       token.close();
       store.close();
       closeModules();

@@ -239,7 +239,7 @@ export class AuditTrail implements Audit {
       responseElements: sanitize(e.responseElements),
       additionalEventData: sanitize(e.additionalEventData) ?? undefined,
       requestID: e.requestId,
-      eventID: randomUUID(),
+      eventID: e.eventId ?? randomUUID(),
       readOnly,
       resources: e.resources?.length
         ? e.resources.map((r) => ({ accountId: r.accountId, type: r.type, ARN: r.ARN }))

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
@@ -97,6 +98,7 @@ function callInfo(req: IncomingMessage, requestId: string, opName: string): Call
     operation: opName,
     known: Object.hasOwn(operations, opName),
     requestId,
+    eventId: randomUUID(),
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     authorization: req.headers.authorization,
@@ -108,6 +110,10 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   if (opts.deps.audit.failClosed && !(await opts.deps.audit.ready())) throw AUDIT_REFUSED();
   const requestId = call.requestId;
   const opName = call.operation;
+  // The daemon issues no temporary credentials, so no session token can be valid (AWS's answer to a bad one).
+  if (req.headers['x-amz-security-token'] !== undefined) {
+    throw Errors.unrecognizedClient('The security token included in the request is invalid.');
+  }
   const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
   call.principal = credential.principal;
   if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
@@ -115,6 +121,8 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   }
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
+  // Decoding with replacement characters would act on text the client never sent.
+  if (!isUtf8(body)) throw Errors.serialization('The request body is not valid UTF-8.');
   let json: unknown;
   try {
     json = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
@@ -165,6 +173,7 @@ async function answer(
       err = AUDIT_REFUSED();
     }
   }
+  if (!err) opts.deps.keyUsage?.noteSuccess(call.operation, output as Record<string, unknown>, opts.clock.now().getTime(), call.eventId as string, call.requestId);
   const m = metricsFor(call.known ? call.operation : 'unknown');
   if (err) send(res, date(), call.requestId, err.status, { __type: err.code, message: err.message });
   else send(res, date(), call.requestId, 200, toWire(output));
