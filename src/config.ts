@@ -226,6 +226,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
   hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
   hsm.callTimeoutMs = intFromEnv(env, 'P11KMS_TOKEN_CALL_TIMEOUT_MS') ?? hsm.callTimeoutMs;
+  // Configured by environment alone (./scripts/start, the benchmark), the module is a profile-less
+  // one: this says it is an in-process software token (SoftHSM2), as its profile file would.
+  const softwareToken = boolFromEnv(env, 'P11KMS_SOFTWARE_TOKEN');
+  if (softwareToken !== undefined) hsm.capabilities = { ...hsm.capabilities, softwareToken };
   const pin = env.P11KMS_PIN
     ? new Secret(env.P11KMS_PIN)
     : readSecret(
