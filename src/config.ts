@@ -78,6 +78,18 @@ const NamedHsmSchema = HsmSchema.omit({ pin: true, tokenLabel: true })
 /** Names are checked in loadHsms (zod reports a bad record key only as "Invalid key in record"). */
 const HsmsSchema = z.record(z.string(), NamedHsmSchema);
 
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+/**
+ * Further regions this deployment serves (issue 13). A region without `hsm` keeps its keys in
+ * the main token; with `hsm` (any field of the main `hsm`, tokenLabel required) in its own token.
+ */
+const RegionSchema = z
+  .object({
+    $comment: z.string().optional(),
+    hsm: HsmSchema.partial().extend({ tokenLabel: z.string().min(1).max(32) }).strict().optional(),
+  })
+  .strict();
+
 const FileSchema = z
   .object({
     $comment: z.string().optional(),
@@ -86,7 +98,8 @@ const FileSchema = z
     port: z.number().int().min(0).max(65535).optional(),
     socketPath: z.string().min(1).optional(),
     accountId: z.string().regex(/^\d{12}$/).optional(),
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/).optional(),
+    region: z.string().regex(REGION).optional(),
+    regions: z.record(z.string().regex(REGION), RegionSchema).default({}),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
     schedulerIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     hsm: HsmSchema.prefault({}),
@@ -108,6 +121,8 @@ export interface Config {
   socketPath: string;
   accountId: string;
   region: string;
+  /** Every region served, the default (`region`) first; each with its token's configuration. */
+  regions: RegionConfig[];
   logLevel: string;
   /** How often the key-lifecycle scheduler looks for due rotations, deletions and expiries. */
   schedulerIntervalMs: number;
@@ -126,6 +141,46 @@ export const DEV_ADMIN_ACCESS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE';
 export const DEV_ADMIN_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 
 export class ConfigError extends Error {}
+
+export interface RegionConfig {
+  name: string;
+  /** The token of this region: the main `hsm` itself when the region has no token of its own. */
+  hsm: Config['hsm'];
+  /** Whether `hsm` is the main token (regions sharing it also share its token objects). */
+  mainToken: boolean;
+}
+
+/** The default region, then P11KMS_REGIONS (comma-separated) and the file's `regions`. */
+function loadRegions(
+  defaultRegion: string,
+  fileRegions: z.output<typeof FileSchema>['regions'],
+  env: NodeJS.ProcessEnv,
+  mainHsm: Config['hsm'],
+  dataDir: string,
+): RegionConfig[] {
+  const names = [defaultRegion];
+  const add = (name: string, where: string) => {
+    if (!REGION.test(name)) throw new ConfigError(`${where}: '${name}' is not a region name (e.g. eu-west-1)`);
+    if (!names.includes(name)) names.push(name);
+  };
+  for (const name of (env.P11KMS_REGIONS ?? '').split(',').map((r) => r.trim()).filter(Boolean)) add(name, 'P11KMS_REGIONS');
+  for (const name of Object.keys(fileRegions)) add(name, 'regions');
+  const seen = new Map<string, string>([[`${mainHsm.module}\u0000${mainHsm.tokenLabel}`, defaultRegion]]);
+  return names.map((name) => {
+    const own = fileRegions[name]?.hsm;
+    if (!own || (own.tokenLabel === mainHsm.tokenLabel && (own.module ?? mainHsm.module) === mainHsm.module)) {
+      return { name, hsm: mainHsm, mainToken: true };
+    }
+    const { pin: pinSource, $comment: _, ...rest } = own;
+    const hsm = { ...mainHsm, ...rest, capabilities: { ...mainHsm.capabilities, ...rest.capabilities } };
+    const where = `${hsm.module}\u0000${hsm.tokenLabel}`;
+    const other = seen.get(where);
+    if (other) throw new ConfigError(`regions.${name}.hsm names the token of region ${other}; give it no hsm to share the main token`);
+    seen.set(where, name);
+    const pin = readSecret(pinSource ?? { file: join(dataDir, 'regions', name, 'user.pin') }, `Token PIN of region ${name}`, env);
+    return { name, hsm: { ...hsm, pin }, mainToken: false };
+  });
+}
 
 export type NamedHsm = Omit<z.output<typeof NamedHsmSchema>, '$comment' | 'trustAnchorCertificate'> & {
   /** PEM text of the trust anchor, when configured. */
@@ -247,16 +302,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const metricsToken = env.P11KMS_METRICS_BEARER_TOKEN
     ? new Secret(env.P11KMS_METRICS_BEARER_TOKEN)
     : f.metrics.bearerToken && readSecret(f.metrics.bearerToken, 'Metrics bearer token', env);
+  const region = env.P11KMS_REGION || f.region || 'us-east-1';
+  const mainHsm = { ...hsm, pin };
   return {
     dataDir,
     host: env.P11KMS_HOST || f.host || '127.0.0.1',
     port: intFromEnv(env, 'P11KMS_PORT') ?? f.port ?? 4599,
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(cwd, socketPath),
     accountId: env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333',
-    region: env.P11KMS_REGION || f.region || 'us-east-1',
+    region,
+    regions: loadRegions(region, f.regions, env, mainHsm, dataDir),
     logLevel: env.P11KMS_LOG_LEVEL || f.logLevel || 'info',
     schedulerIntervalMs: intFromEnv(env, 'P11KMS_SCHEDULER_INTERVAL_MS') ?? f.schedulerIntervalMs ?? 60_000,
-    hsm: { ...hsm, pin },
+    hsm: mainHsm,
     hsms: loadHsms(f.hsms, env, hsm),
     admin: {
       accessKeyId: env.P11KMS_ADMIN_ACCESS_KEY_ID || f.admin.accessKeyId || DEV_ADMIN_ACCESS_KEY_ID,

@@ -19,10 +19,12 @@ export interface CallInfo {
   authorization?: string | undefined;
   /** The decoded input (blobs are Buffers, so sanitizing drops them); unset when decoding failed. */
   input?: Record<string, unknown> | undefined;
+  /** The region that served the call, once authentication named it. */
+  deps?: KmsDeps | undefined;
 }
 
 const KEY_TYPE = 'AWS::KMS::Key';
-const ARN = /^arn:aws[a-z-]*:kms:[^:]*:\d{12}:key\/[0-9a-f-]{36}$/;
+const ARN = /^arn:aws[a-z-]*:kms:[^:]*:\d{12}:key\/(?:mrk-[0-9a-f]{32}|[0-9a-f-]{36})$/;
 
 /**
  * The CloudTrail-shaped event for one AWS KMS API call: request parameters (sanitized by the

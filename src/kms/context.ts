@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
 import type { KeyStoreRegistry } from './key-store-registry.js';
+import type { RegionDirectory } from './regions.js';
 import type { MetadataStore } from '../store/types.js';
 
 /** Who is calling, as established by a front door's authentication. */
@@ -44,6 +45,8 @@ export interface KmsDeps {
    * token; a key with a customKeyStoreId lives in its store's token (see token-for.ts).
    */
   keyStores?: KeyStoreRegistry | undefined;
+  /** Every region this deployment serves, this one included (issue 13); set by the daemon. */
+  regions?: RegionDirectory | undefined;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

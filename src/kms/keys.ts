@@ -12,6 +12,7 @@ import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { resolveKey } from './key-ref.js';
 import { checkKeySpec } from './key-specs.js';
 import { materialize, newMaterial } from './material.js';
+import { newMultiRegionKeyId } from './multi-region.js';
 import { checkLockout, validateKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
@@ -88,7 +89,8 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   if (origin === 'EXTERNAL' && keySpec !== 'SYMMETRIC_DEFAULT') {
     throw Errors.unsupported(`Importing key material for KeySpec ${keySpec} is not supported by this key store.`);
   }
-  if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
+  // AWS: "you cannot create a multi-Region key in a custom key store".
+  if (input.MultiRegion && inKeyStore) throw Errors.unsupported('You cannot create a multi-Region key in a custom key store.');
   const tags = input.Tags ?? [];
   checkTags(tags, 0);
   const policy = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
@@ -96,7 +98,8 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   // Not found → CustomKeyStoreNotFoundException; not CONNECTED → CustomKeyStoreInvalidStateException.
   const customKeyStoreId = input.CustomKeyStoreId === undefined ? undefined : storeForNewKey(deps, ctx, input.CustomKeyStoreId).id;
 
-  const keyId = randomUUID();
+  const keyId = input.MultiRegion ? newMultiRegionKeyId() : randomUUID();
+  const view = input.MultiRegion ? { keyId, primaryRegion: deps.region, replicaRegions: [] } : undefined;
   const now = deps.clock.now().getTime();
   const accountId = ctx.principal.accountId;
   const key: KeyRecord = {
@@ -117,9 +120,19 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   };
   if (policy) checkLockout(ctx, key, policy, input.BypassPolicyLockoutSafetyCheck);
   // Origin EXTERNAL: no material yet; the key waits in PendingImport for ImportKeyMaterial.
-  if (origin === 'EXTERNAL') return { KeyMetadata: keyMetadata(deps, createExternalKey(deps, key, tags)) };
+  if (origin === 'EXTERNAL') {
+    const created = deps.store.transaction(() => {
+      const k = createExternalKey(deps, key, tags);
+      if (view) deps.store.multiRegion.put(view);
+      return k;
+    });
+    return { KeyMetadata: keyMetadata(deps, created) };
+  }
   const material = newMaterial(keyId, 1, now);
-  deps.store.createKeyPending(key, material, tags);
+  deps.store.transaction(() => {
+    deps.store.createKeyPending(key, material, tags);
+    if (view) deps.store.multiRegion.put(view);
+  });
   try {
     await materialize(deps, key, material, 'Enabled');
   } catch (e) {

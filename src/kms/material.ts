@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
-import { uuidToBytes } from './ciphertext.js';
+import { keyIdToBytes } from './ciphertext.js';
 import type { KmsDeps } from './context.js';
 import { generateAsymmetricMaterial } from './key-specs.js';
 import { tokenFor } from './token-for.js';
@@ -11,7 +11,7 @@ export const LABEL_PREFIX = 'p11kms:';
 /** CKA_ID of a key-material version: the key id's 16 bytes and the u32 version. */
 export function objectIdFor(keyId: string, version: number): Buffer {
   const id = Buffer.allocUnsafe(20);
-  uuidToBytes(keyId).copy(id, 0);
+  keyIdToBytes(keyId).copy(id, 0);
   id.writeUInt32BE(version, 16);
   return id;
 }

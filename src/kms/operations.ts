@@ -12,6 +12,7 @@ import {
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
 import { GenerateMac, VerifyMac } from './mac.js';
 import { GetPublicKey } from './public-key.js';
+import { ReplicateKey, UpdatePrimaryRegion } from './replication.js';
 import { Sign, Verify } from './sign.js';
 import { CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant } from './grants.js';
 import { GetKeyPolicy, ListKeyPolicies, PutKeyPolicy } from './policies.js';
@@ -37,4 +38,5 @@ export const operations: Readonly<Record<string, Operation>> = {
   CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
   CreateCustomKeyStore, DescribeCustomKeyStores, ConnectCustomKeyStore, DisconnectCustomKeyStore, UpdateCustomKeyStore,
   DeleteCustomKeyStore,
+  ReplicateKey, UpdatePrimaryRegion,
 } as Record<string, Operation>;

@@ -12,6 +12,7 @@ import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { LABEL_PREFIX, newMaterial } from './material.js';
 import { int, KEY_ID, LIMIT, MARKER, oneOf } from './validation.js';
 import { tokenFor } from './token-for.js';
+import { isReplica, syncReplicas, viewOf } from './multi-region.js';
 
 /**
  * Key rotation: every rotation is a new key-material version, i.e. a new non-extractable AES
@@ -66,6 +67,10 @@ function rotationKey(
   authorize(ctx, action, key);
   const refusal = rotationRefusal(key, kind);
   if (refusal) throw refusal;
+  // Rotation is a shared property of a Multi-Region key, set and run on its primary only.
+  if (kind !== 'list' && isReplica(deps, key)) {
+    throw Errors.unsupported(`${key.arn} is a multi-Region replica key; rotation is managed on its primary key (in ${viewOf(deps, key.keyId)?.primaryRegion}).`);
+  }
   checkKeyState(key, action);
   return key;
 }
@@ -100,7 +105,7 @@ export function nextVersion(deps: KmsDeps, keyId: string): number {
  */
 async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Promise<KeyMaterialRecord | undefined> {
   const key = deps.store.getKey(keyId);
-  if (!key || key.state !== 'Enabled' || rotationRefusal(key, type === 'AUTOMATIC' ? 'automatic' : 'on-demand')) {
+  if (!key || key.state !== 'Enabled' || rotationRefusal(key, type === 'AUTOMATIC' ? 'automatic' : 'on-demand') || isReplica(deps, key)) {
     return undefined;
   }
   const now = deps.clock.now().getTime();
@@ -112,6 +117,7 @@ async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Prom
       store.updateKey(keyId, { currentVersion: pending.version });
       store.lifecycle.putMaterialInfo({ ...pending, pendingRotation: false, rotationType: type, rotatedAt: now });
     });
+    syncReplicas(deps, keyId);
     return store.getMaterial(keyId, pending.version);
   }
   const m = newMaterial(keyId, nextVersion(deps, keyId), now);
@@ -136,6 +142,8 @@ async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Prom
     }
   });
   deps.log.info({ keyId, version: m.version, rotationType: type }, 'key material rotated');
+  // A Multi-Region primary's new version reaches its replicas (the same token objects).
+  syncReplicas(deps, keyId);
   return store.getMaterial(keyId, m.version);
 }
 
@@ -181,6 +189,7 @@ export const EnableKeyRotation = operation(
     deps.store.lifecycle.putRotation({
       keyId: key.keyId, enabled: true, periodDays, anchorAt, nextRotationAt: anchorAt + periodDays * DAY_MS,
     });
+    syncReplicas(deps, key.keyId);
     return {};
   },
 );
@@ -189,6 +198,7 @@ export const DisableKeyRotation = operation(KeyOnly, (deps, ctx, input) => {
   const key = rotationKey(deps, ctx, input.KeyId, 'DisableKeyRotation', 'automatic');
   const current = deps.store.lifecycle.getRotation(key.keyId);
   if (current?.enabled) deps.store.lifecycle.putRotation({ ...current, enabled: false, nextRotationAt: undefined });
+  syncReplicas(deps, key.keyId);
   return {};
 });
 

@@ -1,5 +1,6 @@
 import type { LifecycleStore } from './lifecycle.js';
 import type { KeyStoreTable } from './key-stores.js';
+import type { MultiRegionTable } from './multi-region.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 
 /** Non-secret metadata. Key material never appears here: a version row names a token object by CKA_ID. */
@@ -10,7 +11,11 @@ export type KeyState =
   | 'Disabled'
   | 'PendingDeletion'
   | 'PendingImport'
-  | 'Unavailable';
+  | 'Unavailable'
+  /** A Multi-Region primary scheduled for deletion that still has replicas (issue 13). */
+  | 'PendingReplicaDeletion'
+  /** A Multi-Region key whose primary region is being changed (issue 13). */
+  | 'Updating';
 
 export interface KeyRecord {
   keyId: string;
@@ -119,6 +124,8 @@ export interface MetadataStore {
   addPendingMaterial(material: KeyMaterialRecord): void;
   // Custom key stores (issue #6).
   readonly keyStores: KeyStoreTable;
+  /** Multi-Region keys (issue 13): where the primary and the replicas of each copy held here are. */
+  readonly multiRegion: MultiRegionTable;
   // Authorization (issue #3): credentials, identity policies, grants.
   listCredentials(): CredentialRecord[];
   putCredential(c: CredentialRecord): void;

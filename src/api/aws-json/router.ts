@@ -5,6 +5,7 @@ import type { Clock } from '../../clock.js';
 import { Errors, KmsError, isKmsError } from '../../errors.js';
 import type { KmsDeps, RequestContext } from '../../kms/context.js';
 import { operations } from '../../kms/operations.js';
+import type { RegionDirectory } from '../../kms/regions.js';
 import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
 import { awsCallEvent, type CallInfo } from '../../audit/aws-event.js';
@@ -24,6 +25,8 @@ export interface AwsJsonOptions {
   clock: Clock;
   region: string;
   log: Logger;
+  /** Every region served; a request is served by the region of its credential scope (default: deps's only). */
+  regions?: RegionDirectory | undefined;
 }
 
 /** Node's request handler signature, also usable as express middleware. */
@@ -40,7 +43,7 @@ export type RawHandler = (req: IncomingMessage, res: ServerResponse, next: () =>
 export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
   const verifier = new SigV4Verifier({
     service: 'kms',
-    region: opts.region,
+    region: opts.regions?.names() ?? opts.region,
     clock: opts.clock,
     lookup: (id) => opts.credentials.lookup(id),
   });
@@ -101,8 +104,12 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   if (opts.deps.audit.failClosed && !(await opts.deps.audit.ready())) throw AUDIT_REFUSED();
   const requestId = call.requestId;
   const opName = call.operation;
-  const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
+  const scoped = verifier.verifyScoped({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body });
+  const credential = scoped.credential as Credential;
   call.principal = credential.principal;
+  // The region of the credential scope serves the request (the verifier accepted only served ones).
+  const deps = opts.regions?.get(scoped.region) ?? opts.deps;
+  call.deps = deps;
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
   let json: unknown;
@@ -121,10 +128,10 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     input: input as Readonly<Record<string, unknown>>,
-    authz: opts.deps.authz,
+    authz: deps.authz,
   };
   call.input = input as Record<string, unknown>;
-  return operation.handler(opts.deps, ctx, input);
+  return operation.handler(deps, ctx, input);
 }
 
 const AUDIT_REFUSED = () =>
@@ -142,7 +149,8 @@ async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo,
     logFailure(opts.log, failure, err, call, started);
   }
   try {
-    await opts.deps.audit.record(awsCallEvent(opts.deps, call, output as Record<string, unknown> | undefined, err));
+    const deps = call.deps ?? opts.deps;
+    await deps.audit.record(awsCallEvent(deps, call, output as Record<string, unknown> | undefined, err));
   } catch (e) {
     opts.log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
     if (opts.deps.audit.failClosed) {

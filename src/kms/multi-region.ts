@@ -1,0 +1,161 @@
+import { randomBytes } from 'node:crypto';
+import { Errors } from '../errors.js';
+import type { MultiRegionRecord } from '../store/multi-region.js';
+import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
+import { keyArn } from './arn.js';
+import type { KmsDeps, RequestContext } from './context.js';
+
+/**
+ * Multi-Region keys (issue 13): the same key id and key material in several regions. Each copy
+ * is a key row in its own region's store, with a multi_region_keys row saying where the primary
+ * is and which regions hold replicas; every copy keeps the same view (writeView). Shared
+ * properties (key spec, usage, origin, material versions, automatic rotation) come from the
+ * primary and are copied to the replicas whenever they change (syncReplicas); policy,
+ * description, tags, aliases, grants and key state are each copy's own.
+ *
+ * Regions served by this deployment that share its token share the token objects: a replica's
+ * version rows name the primary's CKA_IDs, so an object is destroyed only when no copy names it
+ * (regions.ts, deletion.ts). A region with its own token receives the material wrapped (src/hsm).
+ */
+
+/** A new `mrk-` id: 16 random bytes whose 7th byte has a high nibble of 0 (ciphertext.ts, keyIdToBytes). */
+export function newMultiRegionKeyId(): string {
+  const b = randomBytes(16);
+  b[6] = (b[6] as number) & 0x0f;
+  return `mrk-${b.toString('hex')}`;
+}
+
+export function viewOf(deps: KmsDeps, keyId: string): MultiRegionRecord | undefined {
+  return deps.store.multiRegion.get(keyId);
+}
+
+export const isMultiRegion = (deps: KmsDeps, key: KeyRecord): boolean => viewOf(deps, key.keyId) !== undefined;
+
+export function isReplica(deps: KmsDeps, key: KeyRecord): boolean {
+  const v = viewOf(deps, key.keyId);
+  return v !== undefined && v.primaryRegion !== deps.region;
+}
+
+/** DescribeKey's MultiRegion and MultiRegionConfiguration (and PendingDeletionWindowInDays). */
+export function multiRegionMetadata(deps: KmsDeps, key: KeyRecord) {
+  const v = viewOf(deps, key.keyId);
+  if (!v) return { MultiRegion: false };
+  const copy = (region: string) => ({ Arn: keyArn(region, key.accountId, key.keyId), Region: region });
+  return {
+    MultiRegion: true,
+    MultiRegionConfiguration: {
+      MultiRegionKeyType: v.primaryRegion === deps.region ? 'PRIMARY' : 'REPLICA',
+      PrimaryKey: copy(v.primaryRegion),
+      ReplicaKeys: v.replicaRegions.map(copy),
+    },
+    PendingDeletionWindowInDays: key.state === 'PendingReplicaDeletion' ? v.pendingWindowDays : undefined,
+  };
+}
+
+/** The copies of a key in the other regions this deployment serves, with their regions' deps. */
+export function localCopies(deps: KmsDeps, keyId: string): { deps: KmsDeps; key: KeyRecord }[] {
+  const out = [];
+  for (const d of deps.regions?.all() ?? []) {
+    if (d === deps) continue;
+    const key = d.store.getKey(keyId);
+    if (key && d.store.multiRegion.get(keyId)) out.push({ deps: d, key });
+  }
+  return out;
+}
+
+/** Writes the same view into every copy this deployment holds (this region's included). */
+export function writeView(deps: KmsDeps, view: MultiRegionRecord): void {
+  for (const d of [deps, ...localCopies(deps, view.keyId).map((c) => c.deps)]) {
+    // The deletion window belongs to the primary's copy only.
+    d.store.multiRegion.put({ ...view, pendingWindowDays: d.region === view.primaryRegion ? view.pendingWindowDays : undefined });
+  }
+}
+
+/** The deps of a region this deployment serves, or UnsupportedOperationException. */
+export function servedRegion(deps: KmsDeps, region: string): KmsDeps {
+  const target = deps.regions?.get(region);
+  if (!target) {
+    throw Errors.unsupported(`The Region ${region} is not served by this key store. Regions served: ${deps.regions?.names().join(', ') ?? deps.region}.`);
+  }
+  return target;
+}
+
+/** The request as seen by another region: that region's authorization engine. */
+export const inRegion = (ctx: RequestContext, target: KmsDeps): RequestContext => ({ ...ctx, authz: target.authz });
+
+/**
+ * Copies the primary's shared properties to every local replica: material versions (the same
+ * token objects, when the replica's region shares the token), material history, the current
+ * version, and the automatic-rotation settings (a replica never rotates by itself: rotation.ts
+ * skips replicas). Called after every change of a shared property on the primary.
+ */
+export function syncReplicas(primary: KmsDeps, keyId: string): void {
+  const key = primary.store.getKey(keyId);
+  if (!key) return;
+  for (const { deps: d, key: replica } of localCopies(primary, keyId)) {
+    if (viewOf(d, keyId)?.primaryRegion === d.region) continue;
+    copySharedProperties(primary, key, d, replica);
+  }
+}
+
+function copySharedProperties(primary: KmsDeps, key: KeyRecord, d: KmsDeps, replica: KeyRecord): void {
+  if (d.token !== primary.token) {
+    throw Errors.internal(`Region ${d.region} keeps its keys in its own token; its replica cannot share ${key.arn}'s token objects.`);
+  }
+  d.store.transaction(() => {
+    // Imported material is imported into each copy (import.ts); only the current version follows.
+    if (key.origin === 'EXTERNAL') {
+      if (replica.currentVersion !== key.currentVersion) d.store.updateKey(key.keyId, { currentVersion: key.currentVersion });
+      return;
+    }
+    const have = new Set(d.store.listMaterials(key.keyId).map((m) => m.version));
+    for (const m of primary.store.listMaterials(key.keyId)) {
+      // Only active rows: a pending row would be rolled back (its object destroyed) by reconcile.
+      if (m.state === 'active' && !have.has(m.version)) d.store.addPendingMaterial({ ...m });
+    }
+    for (const info of primary.store.lifecycle.listMaterialInfo(key.keyId)) d.store.lifecycle.putMaterialInfo(info);
+    // The schedule runs on the primary: a replica's copy has no next date, so its region's
+    // scheduler never finds it due (UpdatePrimaryRegion hands the schedule over).
+    const r = primary.store.lifecycle.getRotation(key.keyId);
+    if (r) d.store.lifecycle.putRotation({ ...r, nextRotationAt: undefined });
+    if (replica.currentVersion !== key.currentVersion) d.store.updateKey(key.keyId, { currentVersion: key.currentVersion });
+  });
+}
+
+/** CKA_IDs (hex) of this key's objects that a copy in another region sharing the token still names. */
+export function objectIdsOfOtherCopies(deps: KmsDeps, id: string): Set<string> {
+  const ids = new Set<string>();
+  for (const other of deps.regions?.sharingToken(deps) ?? []) {
+    for (const m of other.store.listMaterials(id)) ids.add(m.objectId.toString('hex'));
+  }
+  return ids;
+}
+
+/** The active version row of a copy in a region sharing the token, when it holds the same material. */
+export function sameMaterialElsewhere(deps: KmsDeps, id: string, version: number, materialId: string): KeyMaterialRecord | undefined {
+  for (const other of deps.regions?.sharingToken(deps) ?? []) {
+    const m = other.store.getMaterial(id, version);
+    if (m?.state === 'active' && m.materialId === materialId) return m;
+  }
+  return undefined;
+}
+
+/**
+ * After a copy was deleted: the other copies forget it, and a primary that waited for its last
+ * replica (PendingReplicaDeletion) now starts its waiting period (PendingDeletion).
+ */
+export function afterCopyDeleted(deps: KmsDeps, deleted: KeyRecord): void {
+  const copies = localCopies(deps, deleted.keyId);
+  const primaryCopy = copies.find((c) => viewOf(c.deps, deleted.keyId)?.primaryRegion === c.deps.region);
+  if (!primaryCopy) return;
+  const view = viewOf(primaryCopy.deps, deleted.keyId) as MultiRegionRecord;
+  const next: MultiRegionRecord = { ...view, replicaRegions: view.replicaRegions.filter((r) => r !== deps.region) };
+  writeView(primaryCopy.deps, next);
+  if (primaryCopy.key.state === 'PendingReplicaDeletion' && next.replicaRegions.length === 0) {
+    const days = view.pendingWindowDays ?? 30;
+    const deletionDate = deps.clock.now().getTime() + days * 86_400_000;
+    primaryCopy.deps.store.updateKey(deleted.keyId, { state: 'PendingDeletion', deletionDate });
+    primaryCopy.deps.store.multiRegion.put({ ...next, pendingWindowDays: undefined });
+    primaryCopy.deps.log.info({ keyId: deleted.keyId, deletionDate: new Date(deletionDate).toISOString() }, 'last replica deleted: primary key now pending deletion');
+  }
+}

@@ -1,0 +1,57 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * Multi-Region keys (issue 13): each copy of a Multi-Region key (primary or replica) has one row
+ * in its own region's store, saying where the primary is and which regions hold replicas. The
+ * copies keep the same view; src/kms/multi-region.ts writes it to every copy. A region's row is
+ * removed with its key (ON DELETE CASCADE).
+ */
+export const MULTI_REGION_SCHEMA = `
+CREATE TABLE IF NOT EXISTS multi_region_keys (
+  key_id TEXT PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE,
+  primary_region TEXT NOT NULL,
+  replica_regions TEXT NOT NULL,
+  pending_window_days INTEGER
+);
+`;
+
+export interface MultiRegionRecord {
+  keyId: string;
+  primaryRegion: string;
+  /** Regions of the replicas, in the order they were created. */
+  replicaRegions: string[];
+  /** A primary scheduled for deletion while it has replicas: its waiting period once the last replica is deleted. */
+  pendingWindowDays?: number | undefined;
+}
+
+export interface MultiRegionTable {
+  get(keyId: string): MultiRegionRecord | undefined;
+  put(r: MultiRegionRecord): void;
+}
+
+interface Row { key_id: string; primary_region: string; replica_regions: string; pending_window_days: number | null }
+
+export class SqliteMultiRegionTable implements MultiRegionTable {
+  private readonly getStmt;
+  private readonly putStmt;
+
+  constructor(db: Database.Database) {
+    db.exec(MULTI_REGION_SCHEMA);
+    this.getStmt = db.prepare('SELECT * FROM multi_region_keys WHERE key_id = ?');
+    this.putStmt = db.prepare(`INSERT INTO multi_region_keys VALUES (?,?,?,?) ON CONFLICT(key_id) DO UPDATE SET
+      primary_region = excluded.primary_region, replica_regions = excluded.replica_regions,
+      pending_window_days = excluded.pending_window_days`);
+  }
+
+  get(keyId: string): MultiRegionRecord | undefined {
+    const r = this.getStmt.get(keyId) as Row | undefined;
+    return r && {
+      keyId: r.key_id, primaryRegion: r.primary_region, replicaRegions: JSON.parse(r.replica_regions) as string[],
+      pendingWindowDays: r.pending_window_days ?? undefined,
+    };
+  }
+
+  put(r: MultiRegionRecord): void {
+    this.putStmt.run(r.keyId, r.primaryRegion, JSON.stringify(r.replicaRegions), r.pendingWindowDays ?? null);
+  }
+}
