@@ -38,6 +38,8 @@ export interface Daemon {
   scheduler: LifecycleScheduler;
   /** Every region served (the default region's deps are `deps`). */
   regions: RegionDirectory;
+  /** The schedulers of the other regions, in the order of config.regions. */
+  regionSchedulers: LifecycleScheduler[];
   /** The audit trail (undefined when disabled in the configuration). */
   audit: AuditTrail | undefined;
   /** Bound TCP port (useful when configured as 0). */
@@ -219,7 +221,7 @@ export async function startDaemon(
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, keyStores, reconciled, scheduler, regions, audit: trail, port, socketPath: config.socketPath, xks, stop };
+  return { deps, token, keyStores, reconciled, scheduler, regions, regionSchedulers, audit: trail, port, socketPath: config.socketPath, xks, stop };
 }
 
 function listen(server: Server, start: () => void): Promise<void> {
