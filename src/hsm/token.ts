@@ -15,7 +15,7 @@ export {
   AuthenticationFailed, describeReason, TokenOpenError, type TokenOptions, type TokenState,
 } from './session-core.js';
 export type { TokenObjectInfo } from './verbs/data-objects.js';
-export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
+export { KeyMaterialRejected, NoTrustedKey, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
 
 /**
  * One PKCS#11 token as the rest of the daemon sees it: keys are object ids with verbs; raw
@@ -46,8 +46,8 @@ export class Token extends TokenCore {
   }
 
   // ── Symmetric keys and authenticated encryption (verbs/aead.ts) ──
-  generateAesKey(id: Buffer, label: string): Promise<void> {
-    return this.aead.generateAesKey(id, label);
+  generateAesKey(id: Buffer, label: string, wrappable = false): Promise<void> {
+    return this.aead.generateAesKey(id, label, wrappable);
   }
   encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
     return this.aead.encryptGcm(id, iv, aad, plaintext);
@@ -101,9 +101,13 @@ export class Token extends TokenCore {
     wrappingKeyId: Buffer,
     wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
     blob: Buffer,
-    target?: { id: Buffer; label: string },
+    target?: { id: Buffer; label: string; wrappable?: boolean },
   ): Promise<Buffer> {
     return this.wrap.unwrapAesKey(wrappingKeyId, wrapping, blob, target);
+  }
+  /** Multi-Region key material out, wrapped under a trusted peer key only (issue 13). */
+  wrapWithTrusted(id: Buffer, trustedKeyId: Buffer, hash: OaepHash): Promise<{ wrapped: Buffer; check: Buffer }> {
+    return this.wrap.wrapWithTrusted(id, trustedKeyId, hash);
   }
 
   // ── Random (verbs/random.ts) ──

@@ -99,7 +99,10 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   const customKeyStoreId = input.CustomKeyStoreId === undefined ? undefined : storeForNewKey(deps, ctx, input.CustomKeyStoreId).id;
 
   const keyId = input.MultiRegion ? newMultiRegionKeyId() : randomUUID();
-  const view = input.MultiRegion ? { keyId, primaryRegion: deps.region, replicaRegions: [] } : undefined;
+  // Symmetric Multi-Region material is created wrappable by a trusted peer key (src/hsm/peer-keys.ts).
+  const view = input.MultiRegion
+    ? { keyId, primaryRegion: deps.region, replicaRegions: [], wrappable: keySpec === 'SYMMETRIC_DEFAULT' && origin === 'AWS_KMS' }
+    : undefined;
   const now = deps.clock.now().getTime();
   const accountId = ctx.principal.accountId;
   const key: KeyRecord = {

@@ -35,7 +35,7 @@ export function newMaterial(keyId: string, version: number, now: number): KeyMat
 export async function materialize(deps: KmsDeps, key: KeyRecord, m: KeyMaterialRecord, keyState?: KeyRecord['state']) {
   try {
     const label = `${LABEL_PREFIX}${key.keyId}:v${m.version}`;
-    if (key.keySpec === 'SYMMETRIC_DEFAULT') await tokenFor(deps, key).generateAesKey(m.objectId, label);
+    if (key.keySpec === 'SYMMETRIC_DEFAULT') await tokenFor(deps, key).generateAesKey(m.objectId, label, materialWrappable(deps, key));
     else await generateAsymmetricMaterial(deps, key, m.objectId, label);
   } catch (e) {
     deps.store.deleteMaterial(m.keyId, m.version);
@@ -43,6 +43,9 @@ export async function materialize(deps: KmsDeps, key: KeyRecord, m: KeyMaterialR
   }
   deps.store.activateMaterial(m.keyId, m.version, keyState);
 }
+
+/** Whether the key's material is made wrappable by a trusted peer key (Multi-Region keys, multi-region.ts). */
+export const materialWrappable = (deps: KmsDeps, key: KeyRecord): boolean => deps.store.multiRegion.get(key.keyId)?.wrappable === true;
 
 /** The active material of a version, or KeyUnavailable when the row is missing. */
 export function materialOf(deps: KmsDeps, key: KeyRecord, version: number): KeyMaterialRecord | undefined {

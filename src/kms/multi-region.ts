@@ -4,6 +4,9 @@ import type { MultiRegionRecord } from '../store/multi-region.js';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
 import { keyArn } from './arn.js';
 import type { KmsDeps, RequestContext } from './context.js';
+import { NoTrustedKey, type OaepHash } from '../hsm/token.js';
+import { peerKeyId, RECEIVE_LABEL, RECEIVE_MODULUS_BITS, trustedLabel } from '../hsm/peer-keys.js';
+import { LABEL_PREFIX } from './material.js';
 
 /**
  * Multi-Region keys (issue 13): the same key id and key material in several regions. Each copy
@@ -84,42 +87,118 @@ export function servedRegion(deps: KmsDeps, region: string): KmsDeps {
 export const inRegion = (ctx: RequestContext, target: KmsDeps): RequestContext => ({ ...ctx, authz: target.authz });
 
 /**
- * Copies the primary's shared properties to every local replica: material versions (the same
- * token objects, when the replica's region shares the token), material history, the current
- * version, and the automatic-rotation settings (a replica never rotates by itself: rotation.ts
- * skips replicas). Called after every change of a shared property on the primary.
+ * Copies the primary's shared properties to every local replica: material versions, material
+ * history, the current version, and the automatic-rotation settings (a replica never rotates
+ * by itself: rotation.ts skips replicas). Called after every change of a shared property on
+ * the primary. A replica in a region sharing the token names the same token objects; a replica
+ * in a region with its own token receives each missing version wrapped (transferMaterial).
+ * A replica that cannot be brought up to date (its token unreachable, no trusted peer key)
+ * keeps what it had and is retried at the primary region's next scheduler tick (syncAll).
  */
-export function syncReplicas(primary: KmsDeps, keyId: string): void {
+export async function syncReplicas(primary: KmsDeps, keyId: string): Promise<void> {
   const key = primary.store.getKey(keyId);
   if (!key) return;
   for (const { deps: d, key: replica } of localCopies(primary, keyId)) {
     if (viewOf(d, keyId)?.primaryRegion === d.region) continue;
-    copySharedProperties(primary, key, d, replica);
+    await copySharedProperties(primary, key, d, replica);
   }
 }
 
-function copySharedProperties(primary: KmsDeps, key: KeyRecord, d: KmsDeps, replica: KeyRecord): void {
-  if (d.token !== primary.token) {
-    throw Errors.internal(`Region ${d.region} keeps its keys in its own token; its replica cannot share ${key.arn}'s token objects.`);
+/** syncReplicas after a change on the primary that already succeeded: a replica that lags is retried by syncAll. */
+export async function syncReplicasLater(primary: KmsDeps, keyId: string): Promise<void> {
+  try {
+    await syncReplicas(primary, keyId);
+  } catch (e) {
+    primary.log.warn({ keyId, err: (e as Error).message }, 'multi-Region replicas not brought up to date; will retry');
   }
-  d.store.transaction(() => {
-    // Imported material is imported into each copy (import.ts); only the current version follows.
-    if (key.origin === 'EXTERNAL') {
-      if (replica.currentVersion !== key.currentVersion) d.store.updateKey(key.keyId, { currentVersion: key.currentVersion });
-      return;
+}
+
+/** The scheduler's retry: every primary of this region, brought to its replicas again. */
+export async function syncAll(primary: KmsDeps): Promise<{ done: number; failed: number }> {
+  const result = { done: 0, failed: 0 };
+  for (const keyId of primary.store.multiRegion.primariesIn(primary.region)) {
+    try {
+      await syncReplicas(primary, keyId);
+      result.done++;
+    } catch (e) {
+      result.failed++;
+      primary.log.warn({ keyId, err: (e as Error).message }, 'multi-Region replicas not brought up to date; will retry');
     }
-    const have = new Set(d.store.listMaterials(key.keyId).map((m) => m.version));
+  }
+  return result;
+}
+
+async function copySharedProperties(primary: KmsDeps, key: KeyRecord, d: KmsDeps, replica: KeyRecord): Promise<void> {
+  // Imported material is imported into each copy (import.ts); only the current version follows.
+  if (key.origin !== 'EXTERNAL') {
+    const have = new Set(d.store.listMaterials(key.keyId).filter((m) => m.state === 'active').map((m) => m.version));
     for (const m of primary.store.listMaterials(key.keyId)) {
       // Only active rows: a pending row would be rolled back (its object destroyed) by reconcile.
-      if (m.state === 'active' && !have.has(m.version)) d.store.addPendingMaterial({ ...m });
+      if (m.state !== 'active' || have.has(m.version)) continue;
+      if (d.token === primary.token) d.store.addPendingMaterial({ ...m });
+      else await transferMaterial(primary, key, m, d);
     }
-    for (const info of primary.store.lifecycle.listMaterialInfo(key.keyId)) d.store.lifecycle.putMaterialInfo(info);
-    // The schedule runs on the primary: a replica's copy has no next date, so its region's
-    // scheduler never finds it due (UpdatePrimaryRegion hands the schedule over).
-    const r = primary.store.lifecycle.getRotation(key.keyId);
-    if (r) d.store.lifecycle.putRotation({ ...r, nextRotationAt: undefined });
+  }
+  d.store.transaction(() => {
+    if (key.origin !== 'EXTERNAL') {
+      for (const info of primary.store.lifecycle.listMaterialInfo(key.keyId)) d.store.lifecycle.putMaterialInfo(info);
+      // The schedule runs on the primary: a replica's copy has no next date, so its region's
+      // scheduler never finds it due (UpdatePrimaryRegion hands the schedule over).
+      const r = primary.store.lifecycle.getRotation(key.keyId);
+      if (r) d.store.lifecycle.putRotation({ ...r, nextRotationAt: undefined });
+    }
     if (replica.currentVersion !== key.currentVersion) d.store.updateKey(key.keyId, { currentVersion: key.currentVersion });
   });
+}
+
+/**
+ * One material version, token to token: the source token wraps it under the trusted peer key
+ * of the target region (the SO set-up, src/hsm/peer-keys.ts), the target token unwraps it with
+ * its receive key, as wrappable material again, and the check values prove it is the same key.
+ * Order: target row 'pending' → object → 'active'; a failure leaves no row and no object.
+ */
+export async function transferMaterial(primary: KmsDeps, key: KeyRecord, m: KeyMaterialRecord, d: KmsDeps): Promise<void> {
+  if (viewOf(primary, key.keyId)?.wrappable !== true) {
+    throw Errors.unsupported(`${key.arn} (${key.keySpec}) cannot be replicated to the Region ${d.region}, which keeps its keys in its own token: only symmetric multi-Region keys move between tokens.`);
+  }
+  const hash = (await oaepHashFor(primary, d)) ?? 'sha1';
+  let out: { wrapped: Buffer; check: Buffer };
+  try {
+    out = await primary.token.wrapWithTrusted(m.objectId, peerKeyId(trustedLabel(d.region)), hash);
+  } catch (e) {
+    if (e instanceof NoTrustedKey) {
+      throw Errors.invalidState(`The token of ${primary.region} has no trusted peer key for ${d.region}; run 'p11kms peer-key trust' as its security officer (README, "Multi-Region keys").`);
+    }
+    throw e;
+  }
+  d.store.addPendingMaterial({ ...m, state: 'pending' });
+  try {
+    const check = await d.token.unwrapAesKey(
+      peerKeyId(RECEIVE_LABEL), { hash, aesKeyWrap: false, modulusBytes: RECEIVE_MODULUS_BITS / 8 }, out.wrapped,
+      { id: m.objectId, label: `${LABEL_PREFIX}${key.keyId}:v${m.version}`, wrappable: true },
+    );
+    if (!check.equals(out.check)) {
+      await d.token.destroy(m.objectId);
+      throw Errors.internal(`The token of ${d.region} unwrapped different key material for ${key.arn}.`);
+    }
+  } catch (e) {
+    d.store.deleteMaterial(key.keyId, m.version);
+    throw e;
+  } finally {
+    out.wrapped.fill(0);
+  }
+  d.store.activateMaterial(key.keyId, m.version);
+  await d.audit.record({
+    eventName: 'ReplicateKeyMaterial', eventType: 'AwsServiceEvent', readOnly: false,
+    resources: [{ ARN: keyArn(d.region, key.accountId, key.keyId), type: 'AWS::KMS::Key', accountId: key.accountId }],
+    additionalEventData: { keyMaterialId: m.materialId, fromRegion: primary.region, version: m.version },
+  });
+}
+
+/** SHA-256 OAEP when both tokens do it, else SHA-1 (SoftHSM 2.6.1 does OAEP with SHA-1 only). */
+async function oaepHashFor(a: KmsDeps, b: KmsDeps): Promise<OaepHash | undefined> {
+  const sha256 = { hash: 'sha256' as const, aesKeyWrap: false };
+  return (await a.token.missingForImport(sha256)) === undefined && (await b.token.missingForImport(sha256)) === undefined ? 'sha256' : undefined;
 }
 
 /** CKA_IDs (hex) of this key's objects that a copy in another region sharing the token still names. */

@@ -8,7 +8,7 @@ import { keyMetadata } from './key-metadata.js';
 import { resolveKey } from './key-ref.js';
 import { checkKeyState } from './key-states.js';
 import { defaultKeyPolicy } from './keys.js';
-import { inRegion, isMultiRegion, isReplica, localCopies, servedRegion, syncReplicas, viewOf, writeView } from './multi-region.js';
+import { inRegion, isMultiRegion, isReplica, localCopies, servedRegion, syncReplicas, syncReplicasLater, viewOf, writeView } from './multi-region.js';
 import { checkLockout, validateKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, KEY_ID, list, str, TAG } from './validation.js';
@@ -54,9 +54,9 @@ export const ReplicateKey = operation(
     const there = inRegion(ctx, target);
     authorize(there, 'CreateKey');
     if (tags.length) authorize(there, 'TagResource');
-    if (target.token !== deps.token) {
+    if (target.token !== deps.token && primary.origin !== 'EXTERNAL' && viewOf(deps, primary.keyId)?.wrappable !== true) {
       throw Errors.unsupported(
-        `The Region ${target.region} keeps its keys in its own token; replicating into it needs the trusted key wrap (see README, "Multi-Region keys").`,
+        `${primary.arn} (${primary.keySpec}) cannot be replicated to the Region ${target.region}, which keeps its keys in its own token: only symmetric multi-Region keys move between tokens.`,
       );
     }
     const now = deps.clock.now().getTime();
@@ -68,7 +68,8 @@ export const ReplicateKey = operation(
       description: input.Description ?? '',
       policy: input.Policy ?? defaultKeyPolicy(primary.accountId),
       // Imported key material: the replica has none until the same material is imported into it.
-      state: primary.origin === 'EXTERNAL' ? 'PendingImport' : 'Enabled',
+      // Otherwise the replica is Creating until its material is in its token.
+      state: primary.origin === 'EXTERNAL' ? 'PendingImport' : 'Creating',
       deletionDate: undefined,
     };
     if (compiled) checkLockout(there, replica, compiled, input.BypassPolicyLockoutSafetyCheck);
@@ -78,9 +79,13 @@ export const ReplicateKey = operation(
       target.store.multiRegion.put({ ...next, pendingWindowDays: undefined });
     });
     try {
-      if (primary.origin !== 'EXTERNAL') syncReplicas(deps, primary.keyId);
-      else copyImportedHistory(deps, target, primary.keyId);
+      if (primary.origin !== 'EXTERNAL') {
+        await syncReplicas(deps, primary.keyId);
+        target.store.updateKey(primary.keyId, { state: 'Enabled' });
+      } else copyImportedHistory(deps, target, primary.keyId);
     } catch (e) {
+      // Never half done: the replica's objects (in its own token) and rows go again.
+      if (target.token !== deps.token) for (const m of target.store.listMaterials(primary.keyId)) await target.token.destroy(m.objectId);
       target.store.deleteKey(primary.keyId);
       throw e;
     }
@@ -118,7 +123,7 @@ function copyImportedHistory(deps: Parameters<typeof syncReplicas>[0], target: P
 
 export const UpdatePrimaryRegion = operation(
   z.object({ KeyId: KEY_ID, PrimaryRegion: REGION }),
-  (deps, ctx, input) => {
+  async (deps, ctx, input) => {
     const primary = primaryKey(deps, ctx, input.KeyId, 'UpdatePrimaryRegion');
     const view = viewOf(deps, primary.keyId)!;
     if (input.PrimaryRegion === deps.region) {
@@ -140,7 +145,7 @@ export const UpdatePrimaryRegion = operation(
     // The automatic-rotation schedule moves to the new primary; the old one becomes a replica's copy.
     const rotation = deps.store.lifecycle.getRotation(primary.keyId);
     if (rotation) copy.deps.store.lifecycle.putRotation(rotation);
-    syncReplicas(copy.deps, primary.keyId);
+    await syncReplicasLater(copy.deps, primary.keyId);
     deps.log.info({ keyId: primary.keyId, from: deps.region, to: input.PrimaryRegion }, 'primary Region updated');
     return {};
   },

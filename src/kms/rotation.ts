@@ -9,10 +9,10 @@ import { resolveKey } from './key-ref.js';
 import { isKeyLocked, withKeyLock } from './key-locks.js';
 import { supportsRotation } from './key-specs.js';
 import { checkKeyState, type KeyStateAction } from './key-states.js';
-import { LABEL_PREFIX, newMaterial } from './material.js';
+import { LABEL_PREFIX, materialWrappable, newMaterial } from './material.js';
 import { int, KEY_ID, LIMIT, MARKER, oneOf } from './validation.js';
 import { tokenFor } from './token-for.js';
-import { isReplica, syncReplicas, viewOf } from './multi-region.js';
+import { isReplica, syncReplicasLater, viewOf } from './multi-region.js';
 
 /**
  * Key rotation: every rotation is a new key-material version, i.e. a new non-extractable AES
@@ -117,13 +117,13 @@ async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Prom
       store.updateKey(keyId, { currentVersion: pending.version });
       store.lifecycle.putMaterialInfo({ ...pending, pendingRotation: false, rotationType: type, rotatedAt: now });
     });
-    syncReplicas(deps, keyId);
+    await syncReplicasLater(deps, keyId);
     return store.getMaterial(keyId, pending.version);
   }
   const m = newMaterial(keyId, nextVersion(deps, keyId), now);
   store.addPendingMaterial(m);
   try {
-    await tokenFor(deps, key).generateAesKey(m.objectId, `${LABEL_PREFIX}${keyId}:v${m.version}`);
+    await tokenFor(deps, key).generateAesKey(m.objectId, `${LABEL_PREFIX}${keyId}:v${m.version}`, materialWrappable(deps, key));
   } catch (e) {
     store.deleteMaterial(keyId, m.version);
     throw e;
@@ -143,7 +143,7 @@ async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Prom
   });
   deps.log.info({ keyId, version: m.version, rotationType: type }, 'key material rotated');
   // A Multi-Region primary's new version reaches its replicas (the same token objects).
-  syncReplicas(deps, keyId);
+  await syncReplicasLater(deps, keyId);
   return store.getMaterial(keyId, m.version);
 }
 
@@ -180,7 +180,7 @@ const KeyOnly = z.object({ KeyId: KEY_ID });
 
 export const EnableKeyRotation = operation(
   z.object({ KeyId: KEY_ID, RotationPeriodInDays: int(90, 2560).optional() }),
-  (deps, ctx, input) => {
+  async (deps, ctx, input) => {
     const key = rotationKey(deps, ctx, input.KeyId, 'EnableKeyRotation', 'automatic');
     const periodDays = input.RotationPeriodInDays ?? DEFAULT_ROTATION_PERIOD_DAYS;
     const current = deps.store.lifecycle.getRotation(key.keyId);
@@ -189,16 +189,16 @@ export const EnableKeyRotation = operation(
     deps.store.lifecycle.putRotation({
       keyId: key.keyId, enabled: true, periodDays, anchorAt, nextRotationAt: anchorAt + periodDays * DAY_MS,
     });
-    syncReplicas(deps, key.keyId);
+    await syncReplicasLater(deps, key.keyId);
     return {};
   },
 );
 
-export const DisableKeyRotation = operation(KeyOnly, (deps, ctx, input) => {
+export const DisableKeyRotation = operation(KeyOnly, async (deps, ctx, input) => {
   const key = rotationKey(deps, ctx, input.KeyId, 'DisableKeyRotation', 'automatic');
   const current = deps.store.lifecycle.getRotation(key.keyId);
   if (current?.enabled) deps.store.lifecycle.putRotation({ ...current, enabled: false, nextRotationAt: undefined });
-  syncReplicas(deps, key.keyId);
+  await syncReplicasLater(deps, key.keyId);
   return {};
 });
 

@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS multi_region_keys (
   key_id TEXT PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE,
   primary_region TEXT NOT NULL,
   replica_regions TEXT NOT NULL,
-  pending_window_days INTEGER
+  pending_window_days INTEGER,
+  wrappable INTEGER NOT NULL DEFAULT 0
 );
 `;
 
@@ -22,36 +23,49 @@ export interface MultiRegionRecord {
   replicaRegions: string[];
   /** A primary scheduled for deletion while it has replicas: its waiting period once the last replica is deleted. */
   pendingWindowDays?: number | undefined;
+  /**
+   * Whether the key's material was created wrappable (CKA_EXTRACTABLE with CKA_WRAP_WITH_TRUSTED),
+   * so that it can move to a token of another region, wrapped by a trusted peer key only.
+   */
+  wrappable?: boolean | undefined;
 }
 
 export interface MultiRegionTable {
   get(keyId: string): MultiRegionRecord | undefined;
   put(r: MultiRegionRecord): void;
+  /** Ids of the keys whose primary is in `region` (this store's region, for the keys it holds). */
+  primariesIn(region: string): string[];
 }
 
-interface Row { key_id: string; primary_region: string; replica_regions: string; pending_window_days: number | null }
+interface Row { key_id: string; primary_region: string; replica_regions: string; pending_window_days: number | null; wrappable: number }
 
 export class SqliteMultiRegionTable implements MultiRegionTable {
   private readonly getStmt;
   private readonly putStmt;
+  private readonly primariesStmt;
 
   constructor(db: Database.Database) {
     db.exec(MULTI_REGION_SCHEMA);
     this.getStmt = db.prepare('SELECT * FROM multi_region_keys WHERE key_id = ?');
-    this.putStmt = db.prepare(`INSERT INTO multi_region_keys VALUES (?,?,?,?) ON CONFLICT(key_id) DO UPDATE SET
+    this.primariesStmt = db.prepare('SELECT key_id FROM multi_region_keys WHERE primary_region = ? AND replica_regions <> ? ORDER BY key_id').pluck();
+    this.putStmt = db.prepare(`INSERT INTO multi_region_keys VALUES (?,?,?,?,?) ON CONFLICT(key_id) DO UPDATE SET
       primary_region = excluded.primary_region, replica_regions = excluded.replica_regions,
-      pending_window_days = excluded.pending_window_days`);
+      pending_window_days = excluded.pending_window_days, wrappable = excluded.wrappable`);
   }
 
   get(keyId: string): MultiRegionRecord | undefined {
     const r = this.getStmt.get(keyId) as Row | undefined;
     return r && {
       keyId: r.key_id, primaryRegion: r.primary_region, replicaRegions: JSON.parse(r.replica_regions) as string[],
-      pendingWindowDays: r.pending_window_days ?? undefined,
+      pendingWindowDays: r.pending_window_days ?? undefined, wrappable: r.wrappable === 1,
     };
   }
 
+  primariesIn(region: string): string[] {
+    return this.primariesStmt.all(region, '[]') as string[];
+  }
+
   put(r: MultiRegionRecord): void {
-    this.putStmt.run(r.keyId, r.primaryRegion, JSON.stringify(r.replicaRegions), r.pendingWindowDays ?? null);
+    this.putStmt.run(r.keyId, r.primaryRegion, JSON.stringify(r.replicaRegions), r.pendingWindowDays ?? null, r.wrappable ? 1 : 0);
   }
 }

@@ -13,10 +13,10 @@ const GCM_TAG_BYTES = 16;
 export class AeadVerbs {
   constructor(private readonly core: TokenCore) {}
 
-  /** Generates a non-extractable AES-256 key inside the token. */
-  async generateAesKey(id: Buffer, label: string): Promise<void> {
+  /** Generates an AES-256 key inside the token: non-extractable, or wrappable only by a trusted key (templates.ts). */
+  async generateAesKey(id: Buffer, label: string, wrappable = false): Promise<void> {
     await this.core.run(async (s) => {
-      const h = await this.core.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, this.core.templates.secretKey(id, label));
+      const h = await this.core.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, this.core.templates.secretKey(id, label, wrappable));
       this.core.handles.set(id.toString('hex'), h);
     }, 'CKM_AES_KEY_GEN', 'generate');
   }
