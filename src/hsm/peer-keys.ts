@@ -90,13 +90,15 @@ function spkiOf(p: pkcs11js.PKCS11, s: Handle, pub: Handle): Buffer {
 export function receiveKey(access: TokenAccess, userPin: Secret): Buffer {
   return withSession(access, pkcs11js.CKU_USER, userPin, (p, s) => {
     const id = peerKeyId(RECEIVE_LABEL);
-    const pub = find(p, s, [{ type: pkcs11js.CKA_ID, value: id }, { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }])[0];
+    // The public half has an id of its own: the daemon finds the private half by CKA_ID alone.
+    const pubId = peerKeyId(`${RECEIVE_LABEL}:public`);
+    const pub = find(p, s, [{ type: pkcs11js.CKA_ID, value: pubId }, { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }])[0];
     if (pub) return spkiOf(p, s, pub);
     const pair = p.C_GenerateKeyPair(
       s,
       { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
       [
-        { type: pkcs11js.CKA_ID, value: id },
+        { type: pkcs11js.CKA_ID, value: pubId },
         { type: pkcs11js.CKA_LABEL, value: RECEIVE_LABEL },
         { type: pkcs11js.CKA_TOKEN, value: true },
         { type: pkcs11js.CKA_PRIVATE, value: false },

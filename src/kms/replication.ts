@@ -141,7 +141,7 @@ export const UpdatePrimaryRegion = operation(
     checkKeyState(copy.key, 'UpdatePrimaryRegion');
     const replicas = [...view.replicaRegions.filter((r) => r !== input.PrimaryRegion), deps.region];
     // The copies of one deployment change together, so the transient Updating state is never seen here.
-    writeView(deps, { keyId: primary.keyId, primaryRegion: input.PrimaryRegion, replicaRegions: replicas });
+    writeView(deps, { ...view, primaryRegion: input.PrimaryRegion, replicaRegions: replicas, pendingWindowDays: undefined });
     // The automatic-rotation schedule moves to the new primary; the old one becomes a replica's copy.
     const rotation = deps.store.lifecycle.getRotation(primary.keyId);
     if (rotation) copy.deps.store.lifecycle.putRotation(rotation);
