@@ -90,6 +90,20 @@ const RegionSchema = z
   })
   .strict();
 
+/**
+ * Regions served by peer deployments (issue 13, two sites): where each peer listens and the
+ * SigV4 credentials it issued to this deployment. `peerPrincipals` are the principals (of
+ * credentials this deployment issued to its peers) allowed to call the peer operations.
+ */
+const PeerSchema = z
+  .object({
+    endpoint: z.string().url(),
+    accessKeyId: z.string().min(16).max(128),
+    secretAccessKey: SecretSource,
+  })
+  .strict();
+const PeersSchema = z.record(z.string().regex(REGION), PeerSchema);
+
 const FileSchema = z
   .object({
     $comment: z.string().optional(),
@@ -100,6 +114,8 @@ const FileSchema = z
     accountId: z.string().regex(/^\d{12}$/).optional(),
     region: z.string().regex(REGION).optional(),
     regions: z.record(z.string().regex(REGION), RegionSchema).default({}),
+    peers: PeersSchema.default({}),
+    peerPrincipals: z.array(z.string().min(1)).default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
     schedulerIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     hsm: HsmSchema.prefault({}),
@@ -123,6 +139,10 @@ export interface Config {
   region: string;
   /** Every region served, the default (`region`) first; each with its token's configuration. */
   regions: RegionConfig[];
+  /** Regions served by peer deployments, with the credentials each peer issued to this one. */
+  peers: Record<string, { endpoint: string; accessKeyId: string; secretAccessKey: Secret }>;
+  /** Principal ARNs allowed to call the peer operations (the credentials this deployment issued to its peers). */
+  peerPrincipals: string[];
   logLevel: string;
   /** How often the key-lifecycle scheduler looks for due rotations, deletions and expiries. */
   schedulerIntervalMs: number;
@@ -236,6 +256,30 @@ function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv,
   return out;
 }
 
+/** `peers` and `peerPrincipals` from the file, overlaid by P11KMS_PEERS (JSON) and P11KMS_PEER_PRINCIPALS (comma-separated). */
+function loadPeers(filePeers: z.output<typeof PeersSchema>, filePrincipals: string[], env: NodeJS.ProcessEnv) {
+  let peers = filePeers;
+  if (env.P11KMS_PEERS) {
+    let json: unknown;
+    try {
+      json = JSON.parse(env.P11KMS_PEERS);
+    } catch (e) {
+      throw new ConfigError(`P11KMS_PEERS is not valid JSON: ${(e as Error).message}`);
+    }
+    const parsed = PeersSchema.safeParse(json);
+    if (!parsed.success) {
+      throw new ConfigError(`Invalid P11KMS_PEERS: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    }
+    peers = { ...peers, ...parsed.data };
+  }
+  const out: Config['peers'] = {};
+  for (const [region, p] of Object.entries(peers)) {
+    out[region] = { endpoint: p.endpoint, accessKeyId: p.accessKeyId, secretAccessKey: readSecret(p.secretAccessKey, `peers.${region}.secretAccessKey`, env) };
+  }
+  const fromEnv = (env.P11KMS_PEER_PRINCIPALS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  return { peers: out, peerPrincipals: [...new Set([...filePrincipals, ...fromEnv])] };
+}
+
 function readSecret(source: z.infer<typeof SecretSource>, what: string, env: NodeJS.ProcessEnv): Secret {
   if ('env' in source) {
     const v = env[source.env];
@@ -312,6 +356,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     accountId: env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333',
     region,
     regions: loadRegions(region, f.regions, env, mainHsm, dataDir),
+    ...loadPeers(f.peers, f.peerPrincipals, env),
     logLevel: env.P11KMS_LOG_LEVEL || f.logLevel || 'info',
     schedulerIntervalMs: intFromEnv(env, 'P11KMS_SCHEDULER_INTERVAL_MS') ?? f.schedulerIntervalMs ?? 60_000,
     hsm: mainHsm,

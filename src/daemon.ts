@@ -21,6 +21,7 @@ import type { KmsDeps } from './kms/context.js';
 import { KeyStoreRegistry } from './kms/key-store-registry.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { auditInRegion, RegionDirectory } from './kms/regions.js';
+import { PeerClient } from './api/peer/client.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
@@ -119,6 +120,13 @@ export async function startDaemon(
       log: log.child({ region: r.name }),
       audit: auditInRegion(audit, r.name),
     });
+  }
+  // Regions served by peer sites (two sites): the replication protocol's client.
+  const servedTwice = Object.keys(config.peers).filter((r) => regions.get(r));
+  if (servedTwice.length) throw new Error(`peers: ${servedTwice.join(', ')} is served by this deployment itself`);
+  if (Object.keys(config.peers).length || config.peerPrincipals.length) {
+    const peers = new PeerClient(config.peers, clock, config.peerPrincipals);
+    for (const d of regions.all()) d.peers = peers;
   }
   const otherRegions = regions.all().slice(1);
   for (const d of otherRegions) {

@@ -47,6 +47,18 @@ export interface KmsDeps {
   keyStores?: KeyStoreRegistry | undefined;
   /** Every region this deployment serves, this one included (issue 13); set by the daemon. */
   regions?: RegionDirectory | undefined;
+  /** Regions served by peer deployments, and the calls of the peer protocol (src/api/peer). */
+  peers?: PeerLink | undefined;
+}
+
+/** The peer protocol as the core sees it: no HTTP, only regions and operations. */
+export interface PeerLink {
+  serves(region: string): boolean;
+  regions(): string[];
+  /** Calls a peer operation (peer-replication.ts) at the deployment serving `region`. */
+  call(region: string, operation: string, input: Record<string, unknown>): Promise<Record<string, unknown>>;
+  /** Whether a principal may call the peer operations (credentials issued to a peer). */
+  isPeerPrincipal?(arn: string): boolean;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

@@ -97,6 +97,7 @@ export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolea
         'key in a disconnected custom key store deleted; its key material stays in the token until the store connects',
       );
     }
+    const view = viewOf(deps, keyId);
     store.transaction(() => {
       // Aliases, tags, grants, versions, rotation settings, material history and import tokens
       // reference keys(key_id) ON DELETE CASCADE, so deleting the key row removes them all.
@@ -106,7 +107,7 @@ export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolea
         deletedAt: now, objectsDestroyed: destroyed,
       });
     });
-    afterCopyDeleted(deps, key);
+    await afterCopyDeleted(deps, key, view);
     deps.log.info(
       { event: 'KeyDeleted', keyId, arn: key.arn, objectsDestroyed: destroyed, scheduledFor: new Date(key.deletionDate as number).toISOString() },
       'key deleted: token objects destroyed, aliases and metadata removed',

@@ -7,6 +7,7 @@ import type { KmsDeps, RequestContext } from './context.js';
 import { NoTrustedKey, type OaepHash } from '../hsm/token.js';
 import { peerKeyId, RECEIVE_LABEL, RECEIVE_MODULUS_BITS, trustedLabel } from '../hsm/peer-keys.js';
 import { LABEL_PREFIX } from './material.js';
+import { pushToPeers } from './peer-push.js';
 
 /**
  * Multi-Region keys (issue 13): the same key id and key material in several regions. Each copy
@@ -102,6 +103,8 @@ export async function syncReplicas(primary: KmsDeps, keyId: string): Promise<voi
     if (viewOf(d, keyId)?.primaryRegion === d.region) continue;
     await copySharedProperties(primary, key, d, replica);
   }
+  // Replicas at peer sites (two sites): the replication protocol.
+  await pushToPeers(primary, keyId);
 }
 
 /** syncReplicas after a change on the primary that already succeeded: a replica that lags is retried by syncAll. */
@@ -220,21 +223,35 @@ export function sameMaterialElsewhere(deps: KmsDeps, id: string, version: number
 }
 
 /**
- * After a copy was deleted: the other copies forget it, and a primary that waited for its last
- * replica (PendingReplicaDeletion) now starts its waiting period (PendingDeletion).
+ * After a copy was deleted: the primary forgets it, here or at the peer that serves the
+ * primary's region (best effort: a primary that missed it learns it at its next push, which
+ * this site answers with Deleted).
  */
-export function afterCopyDeleted(deps: KmsDeps, deleted: KeyRecord): void {
-  const copies = localCopies(deps, deleted.keyId);
-  const primaryCopy = copies.find((c) => viewOf(c.deps, deleted.keyId)?.primaryRegion === c.deps.region);
-  if (!primaryCopy) return;
-  const view = viewOf(primaryCopy.deps, deleted.keyId) as MultiRegionRecord;
-  const next: MultiRegionRecord = { ...view, replicaRegions: view.replicaRegions.filter((r) => r !== deps.region) };
-  writeView(primaryCopy.deps, next);
-  if (primaryCopy.key.state === 'PendingReplicaDeletion' && next.replicaRegions.length === 0) {
+export async function afterCopyDeleted(deps: KmsDeps, deleted: KeyRecord, view: MultiRegionRecord | undefined): Promise<void> {
+  const primaryCopy = localCopies(deps, deleted.keyId).find((c) => viewOf(c.deps, deleted.keyId)?.primaryRegion === c.deps.region);
+  if (primaryCopy) return forgetCopy(primaryCopy.deps, deleted.keyId, deps.region);
+  if (view && view.primaryRegion !== deps.region && deps.peers?.serves(view.primaryRegion)) {
+    await deps.peers.call(view.primaryRegion, 'PeerCopyDeleted', { KeyId: deleted.keyId, Region: deps.region }).catch((e: unknown) => {
+      deps.log.warn({ keyId: deleted.keyId, err: (e as Error).message }, 'the primary\'s site was not told of the deleted replica; it learns at its next push');
+    });
+  }
+}
+
+/**
+ * The primary (in `primary`'s region) forgets its copy in `region`; a primary that waited for
+ * its last replica (PendingReplicaDeletion) now starts its waiting period (PendingDeletion).
+ */
+export function forgetCopy(primary: KmsDeps, keyId: string, region: string): void {
+  const view = viewOf(primary, keyId);
+  const key = primary.store.getKey(keyId);
+  if (!view || !key || !view.replicaRegions.includes(region)) return;
+  const next: MultiRegionRecord = { ...view, replicaRegions: view.replicaRegions.filter((r) => r !== region) };
+  writeView(primary, next);
+  if (key.state === 'PendingReplicaDeletion' && next.replicaRegions.length === 0) {
     const days = view.pendingWindowDays ?? 30;
-    const deletionDate = deps.clock.now().getTime() + days * 86_400_000;
-    primaryCopy.deps.store.updateKey(deleted.keyId, { state: 'PendingDeletion', deletionDate });
-    primaryCopy.deps.store.multiRegion.put({ ...next, pendingWindowDays: undefined });
-    primaryCopy.deps.log.info({ keyId: deleted.keyId, deletionDate: new Date(deletionDate).toISOString() }, 'last replica deleted: primary key now pending deletion');
+    const deletionDate = primary.clock.now().getTime() + days * 86_400_000;
+    primary.store.updateKey(keyId, { state: 'PendingDeletion', deletionDate });
+    primary.store.multiRegion.put({ ...next, pendingWindowDays: undefined });
+    primary.log.info({ keyId, deletionDate: new Date(deletionDate).toISOString() }, 'last replica deleted: primary key now pending deletion');
   }
 }

@@ -12,6 +12,7 @@ import {
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
 import { GenerateMac, VerifyMac } from './mac.js';
 import { GetPublicKey } from './public-key.js';
+import { PeerCopyDeleted, PeerSetView, PeerSyncReplica } from './peer-replication.js';
 import { ReplicateKey, UpdatePrimaryRegion } from './replication.js';
 import { Sign, Verify } from './sign.js';
 import { CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant } from './grants.js';
@@ -39,4 +40,6 @@ export const operations: Readonly<Record<string, Operation>> = {
   CreateCustomKeyStore, DescribeCustomKeyStores, ConnectCustomKeyStore, DisconnectCustomKeyStore, UpdateCustomKeyStore,
   DeleteCustomKeyStore,
   ReplicateKey, UpdatePrimaryRegion,
+  // The peer protocol between sites (issue 13): answered only for peers' principals.
+  PeerSyncReplica, PeerCopyDeleted, PeerSetView,
 } as Record<string, Operation>;

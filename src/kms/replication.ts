@@ -9,6 +9,7 @@ import { resolveKey } from './key-ref.js';
 import { checkKeyState } from './key-states.js';
 import { defaultKeyPolicy } from './keys.js';
 import { inRegion, isMultiRegion, isReplica, localCopies, servedRegion, syncReplicas, syncReplicasLater, viewOf, writeView } from './multi-region.js';
+import { promotePeer, replicateToPeer } from './peer-push.js';
 import { checkLockout, validateKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, KEY_ID, list, str, TAG } from './validation.js';
@@ -43,13 +44,17 @@ export const ReplicateKey = operation(
     if (input.ReplicaRegion === deps.region || view.replicaRegions.includes(input.ReplicaRegion)) {
       throw Errors.alreadyExists(`${keyArn(input.ReplicaRegion, primary.accountId, primary.keyId)} already exists.`);
     }
+    const tags = input.Tags ?? [];
+    checkTags(tags, 0);
+    const compiled = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
+    // A region served by a peer site: the replication protocol (peer-push.ts).
+    if (!deps.regions?.get(input.ReplicaRegion) && deps.peers?.serves(input.ReplicaRegion)) {
+      return replicateToPeer(deps, primary, input.ReplicaRegion, { Policy: input.Policy, Description: input.Description, Tags: tags });
+    }
     const target = servedRegion(deps, input.ReplicaRegion);
     if (target.store.getKey(primary.keyId)) {
       throw Errors.alreadyExists(`${keyArn(input.ReplicaRegion, primary.accountId, primary.keyId)} already exists.`);
     }
-    const tags = input.Tags ?? [];
-    checkTags(tags, 0);
-    const compiled = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
     // AWS: kms:ReplicateKey on the primary, kms:CreateKey (and kms:TagResource for Tags) in the replica's Region.
     const there = inRegion(ctx, target);
     authorize(there, 'CreateKey');
@@ -132,6 +137,12 @@ export const UpdatePrimaryRegion = operation(
     const copy = view.replicaRegions.includes(input.PrimaryRegion)
       ? localCopies(deps, primary.keyId).find((c) => c.deps.region === input.PrimaryRegion)
       : undefined;
+    if (!copy && view.replicaRegions.includes(input.PrimaryRegion) && deps.peers?.serves(input.PrimaryRegion)) {
+      checkKeyState(primary, 'UpdatePrimaryRegion');
+      await promotePeer(deps, primary, input.PrimaryRegion);
+      deps.log.info({ keyId: primary.keyId, from: deps.region, to: input.PrimaryRegion }, 'primary Region updated (peer site)');
+      return {};
+    }
     if (!copy) {
       throw Errors.notFound(`Key '${keyArn(input.PrimaryRegion, primary.accountId, primary.keyId)}' does not exist`);
     }

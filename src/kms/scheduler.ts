@@ -97,7 +97,7 @@ export class LifecycleScheduler {
       materialsExpired: await run('material-expiry', () => runExpiredMaterials(deps, now, BATCH)),
       keysRotated: await run('rotation', () => runDueRotations(deps, now, BATCH)),
       importTokensExpired: await run('import-token-expiry', () => runExpiredImportTokens(deps, now, BATCH)),
-      replicasSynced: deps.regions && deps.regions.names().length > 1 ? await run('replica-sync', () => syncAll(deps)) : 0,
+      replicasSynced: (deps.regions && deps.regions.names().length > 1) || deps.peers ? await run('replica-sync', () => syncAll(deps)) : 0,
     };
     if (report.keysDeleted || report.materialsExpired || report.keysRotated || report.importTokensExpired) {
       deps.log.info({ ...report }, 'key lifecycle tick');

@@ -14,6 +14,12 @@ CREATE TABLE IF NOT EXISTS multi_region_keys (
   pending_window_days INTEGER,
   wrappable INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS pending_replicas (
+  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+  region TEXT NOT NULL,
+  creation TEXT NOT NULL,
+  PRIMARY KEY (key_id, region)
+);
 `;
 
 export interface MultiRegionRecord {
@@ -35,6 +41,13 @@ export interface MultiRegionTable {
   put(r: MultiRegionRecord): void;
   /** Ids of the keys whose primary is in `region` (this store's region, for the keys it holds). */
   primariesIn(region: string): string[];
+  /**
+   * Replicas at a peer site that ReplicateKey asked for and the peer has not confirmed yet,
+   * with their ReplicateKey parameters (JSON: policy, description, tags): retried until it does.
+   */
+  putPendingReplica(keyId: string, region: string, creation: string): void;
+  pendingReplica(keyId: string, region: string): string | undefined;
+  deletePendingReplica(keyId: string, region: string): void;
 }
 
 interface Row { key_id: string; primary_region: string; replica_regions: string; pending_window_days: number | null; wrappable: number }
@@ -43,10 +56,16 @@ export class SqliteMultiRegionTable implements MultiRegionTable {
   private readonly getStmt;
   private readonly putStmt;
   private readonly primariesStmt;
+  private readonly pending;
 
   constructor(db: Database.Database) {
     db.exec(MULTI_REGION_SCHEMA);
     this.getStmt = db.prepare('SELECT * FROM multi_region_keys WHERE key_id = ?');
+    this.pending = {
+      put: db.prepare('INSERT OR REPLACE INTO pending_replicas VALUES (?,?,?)'),
+      get: db.prepare('SELECT creation FROM pending_replicas WHERE key_id = ? AND region = ?').pluck(),
+      delete: db.prepare('DELETE FROM pending_replicas WHERE key_id = ? AND region = ?'),
+    };
     this.primariesStmt = db.prepare('SELECT key_id FROM multi_region_keys WHERE primary_region = ? AND replica_regions <> ? ORDER BY key_id').pluck();
     this.putStmt = db.prepare(`INSERT INTO multi_region_keys VALUES (?,?,?,?,?) ON CONFLICT(key_id) DO UPDATE SET
       primary_region = excluded.primary_region, replica_regions = excluded.replica_regions,
@@ -63,6 +82,18 @@ export class SqliteMultiRegionTable implements MultiRegionTable {
 
   primariesIn(region: string): string[] {
     return this.primariesStmt.all(region, '[]') as string[];
+  }
+
+  putPendingReplica(keyId: string, region: string, creation: string): void {
+    this.pending.put.run(keyId, region, creation);
+  }
+
+  pendingReplica(keyId: string, region: string): string | undefined {
+    return this.pending.get.get(keyId, region) as string | undefined;
+  }
+
+  deletePendingReplica(keyId: string, region: string): void {
+    this.pending.delete.run(keyId, region);
   }
 
   put(r: MultiRegionRecord): void {

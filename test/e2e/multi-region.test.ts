@@ -200,6 +200,22 @@ describe('Multi-Region keys', () => {
     expect(Buffer.from(back.Plaintext!)).toEqual(plaintext);
   });
 
+  it('a replica deleted while its primary rotates is not recreated; the primary keeps rotating', async () => {
+    const k = (await east.send(new CreateKeyCommand({ MultiRegion: true }))).KeyMetadata!.KeyId!;
+    await east.send(new ReplicateKeyCommand({ KeyId: k, ReplicaRegion: 'eu-west-1' }));
+    await west.send(new ScheduleKeyDeletionCommand({ KeyId: k, PendingWindowInDays: 7 }));
+    await east.send(new RotateKeyOnDemandCommand({ KeyId: k }));
+    await tick(8);
+    expect((await failure(west.send(new DescribeKeyCommand({ KeyId: k })))).name).toBe('NotFoundException');
+    await east.send(new RotateKeyOnDemandCommand({ KeyId: k }));
+    await tick(1);
+    expect((await failure(west.send(new DescribeKeyCommand({ KeyId: k })))).name).toBe('NotFoundException');
+    const blob = (await east.send(new EncryptCommand({ KeyId: k, Plaintext: plaintext }))).CiphertextBlob!;
+    expect(Buffer.from(blob).readUInt32BE(17)).toBe(3);
+    expect(Buffer.from((await east.send(new DecryptCommand({ CiphertextBlob: blob }))).Plaintext!)).toEqual(plaintext);
+    expect((await east.send(new DescribeKeyCommand({ KeyId: k }))).KeyMetadata?.MultiRegionConfiguration?.ReplicaKeys).toEqual([]);
+  });
+
   it('HMAC and signing keys: a MAC or signature of one copy verifies with the other', async () => {
     const mac = (await east.send(new CreateKeyCommand({ MultiRegion: true, KeySpec: 'HMAC_256', KeyUsage: 'GENERATE_VERIFY_MAC' }))).KeyMetadata!;
     const sig = (await east.send(new CreateKeyCommand({ MultiRegion: true, KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!;
