@@ -10,6 +10,8 @@ import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
 import { awsCallEvent, type CallInfo } from '../../audit/aws-event.js';
 import { requestDuration, requestErrors, requests } from '../../metrics/metrics.js';
+import type { PrincipalCheck } from '../../net/client-principals.js';
+import { isSecureTransport } from '../../net/listener.js';
 import { SigV4Verifier } from './sigv4.js';
 import { toWire } from './wire.js';
 
@@ -27,6 +29,8 @@ export interface AwsJsonOptions {
   log: Logger;
   /** Every region served; a request is served by the region of its credential scope (default: deps's only). */
   regions?: RegionDirectory | undefined;
+  /** Mutual TLS: whether the signer may use the connection's client certificate (src/net/client-principals.ts). */
+  clientPrincipal?: PrincipalCheck | undefined;
 }
 
 /** Node's request handler signature, also usable as express middleware. */
@@ -110,6 +114,9 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   // The region of the credential scope serves the request (the verifier accepted only served ones).
   const deps = opts.regions?.get(scoped.region) ?? opts.deps;
   call.deps = deps;
+  if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
+    throw Errors.accessDenied(`The client certificate of this connection is not mapped to ${credential.principal.arn}.`);
+  }
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
   let json: unknown;
@@ -129,6 +136,7 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
     userAgent: req.headers['user-agent'],
     input: input as Readonly<Record<string, unknown>>,
     authz: deps.authz,
+    secureTransport: isSecureTransport(req.socket),
   };
   call.input = input as Record<string, unknown>;
   return operation.handler(deps, ctx, input);
