@@ -165,37 +165,52 @@ export async function transferMaterial(primary: KmsDeps, key: KeyRecord, m: KeyM
     throw Errors.unsupported(`${key.arn} (${key.keySpec}) cannot be replicated to the Region ${d.region}, which keeps its keys in its own token: only symmetric multi-Region keys move between tokens.`);
   }
   const hash = (await oaepHashFor(primary, d)) ?? 'sha1';
-  let out: { wrapped: Buffer; check: Buffer };
+  const out = await wrapFor(primary, m, d.region, hash);
   try {
-    out = await primary.token.wrapWithTrusted(m.objectId, peerKeyId(trustedLabel(d.region)), hash);
-  } catch (e) {
-    if (e instanceof NoTrustedKey) {
-      throw Errors.invalidState(`The token of ${primary.region} has no trusted peer key for ${d.region}; run 'p11kms peer-key trust' as its security officer (README, "Multi-Region keys").`);
-    }
-    throw e;
-  }
-  d.store.addPendingMaterial({ ...m, state: 'pending' });
-  try {
-    const check = await d.token.unwrapAesKey(
-      peerKeyId(RECEIVE_LABEL), { hash, aesKeyWrap: false, modulusBytes: RECEIVE_MODULUS_BITS / 8 }, out.wrapped,
-      { id: m.objectId, label: `${LABEL_PREFIX}${key.keyId}:v${m.version}`, wrappable: true },
-    );
-    if (!check.equals(out.check)) {
-      await d.token.destroy(m.objectId);
-      throw Errors.internal(`The token of ${d.region} unwrapped different key material for ${key.arn}.`);
-    }
-  } catch (e) {
-    d.store.deleteMaterial(key.keyId, m.version);
-    throw e;
+    await receiveMaterial(d, m, out.wrapped, out.check, hash);
   } finally {
     out.wrapped.fill(0);
   }
-  d.store.activateMaterial(key.keyId, m.version);
   await d.audit.record({
     eventName: 'ReplicateKeyMaterial', eventType: 'AwsServiceEvent', readOnly: false,
     resources: [{ ARN: keyArn(d.region, key.accountId, key.keyId), type: 'AWS::KMS::Key', accountId: key.accountId }],
     additionalEventData: { keyMaterialId: m.materialId, fromRegion: primary.region, version: m.version },
   });
+}
+
+/** One version wrapped in `primary`'s token under its trusted peer key for `region` (the SO set-up). */
+export async function wrapFor(primary: KmsDeps, m: KeyMaterialRecord, region: string, hash: OaepHash): Promise<{ wrapped: Buffer; check: Buffer }> {
+  try {
+    return await primary.token.wrapWithTrusted(m.objectId, peerKeyId(trustedLabel(region)), hash);
+  } catch (e) {
+    if (e instanceof NoTrustedKey) {
+      throw Errors.invalidState(`The token of ${primary.region} has no trusted peer key for ${region}; run 'p11kms peer-key trust' as its security officer (README, "Multi-Region keys").`);
+    }
+    throw e;
+  }
+}
+
+/**
+ * The receiving half of a transfer (here, or at a peer site: peer-replication.ts): the version
+ * row 'pending' → unwrapped in this token by its receive key, as wrappable material → the
+ * check value compared → 'active'. A failure leaves no row and no object.
+ */
+export async function receiveMaterial(d: KmsDeps, m: KeyMaterialRecord, wrapped: Buffer, expectedCheck: Buffer, hash: OaepHash): Promise<void> {
+  d.store.addPendingMaterial({ ...m, state: 'pending' });
+  try {
+    const check = await d.token.unwrapAesKey(
+      peerKeyId(RECEIVE_LABEL), { hash, aesKeyWrap: false, modulusBytes: RECEIVE_MODULUS_BITS / 8 }, wrapped,
+      { id: m.objectId, label: `${LABEL_PREFIX}${m.keyId}:v${m.version}`, wrappable: true },
+    );
+    if (!check.equals(expectedCheck)) {
+      await d.token.destroy(m.objectId);
+      throw Errors.internal(`The token of ${d.region} unwrapped different key material for ${m.keyId} v${m.version}.`);
+    }
+  } catch (e) {
+    d.store.deleteMaterial(m.keyId, m.version);
+    throw e;
+  }
+  d.store.activateMaterial(m.keyId, m.version);
 }
 
 /** SHA-256 OAEP when both tokens do it, else SHA-1 (SoftHSM 2.6.1 does OAEP with SHA-1 only). */

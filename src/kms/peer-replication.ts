@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { Errors, isKmsError } from '../errors.js';
-import { peerKeyId, RECEIVE_LABEL, RECEIVE_MODULUS_BITS, trustedLabel } from '../hsm/peer-keys.js';
-import { NoTrustedKey, type OaepHash } from '../hsm/token.js';
+import type { OaepHash } from '../hsm/token.js';
 import type { MultiRegionRecord } from '../store/multi-region.js';
 import type { KeyRecord, Tag } from '../store/types.js';
 import type { MaterialInfo, RotationSettings } from '../store/lifecycle.js';
@@ -9,8 +8,7 @@ import { keyArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { keyMetadata } from './key-metadata.js';
 import { defaultKeyPolicy } from './keys.js';
-import { LABEL_PREFIX } from './material.js';
-import { forgetCopy, viewOf, writeView } from './multi-region.js';
+import { forgetCopy, receiveMaterial, viewOf, wrapFor, writeView } from './multi-region.js';
 import { validateKeyPolicy } from './policies.js';
 
 /**
@@ -44,19 +42,12 @@ export async function replicaPush(deps: KmsDeps, key: KeyRecord, region: string,
     const hash: OaepHash = (await deps.token.missingForImport({ hash: 'sha256', aesKeyWrap: false })) === undefined ? 'sha256' : 'sha1';
     for (const m of deps.store.listMaterials(key.keyId)) {
       if (m.state !== 'active') continue;
-      let out: { wrapped: Buffer; check: Buffer };
-      try {
-        out = await deps.token.wrapWithTrusted(m.objectId, peerKeyId(trustedLabel(region)), hash);
-      } catch (e) {
-        if (e instanceof NoTrustedKey) {
-          throw Errors.invalidState(`The token of ${deps.region} has no trusted peer key for ${region}; run 'p11kms peer-key trust' as its security officer (README, "Multi-Region keys").`);
-        }
-        throw e;
-      }
+      const out = await wrapFor(deps, m, region, hash);
       versions.push({
         Version: m.version, MaterialId: m.materialId, CreatedAt: m.createdAt, ObjectId: m.objectId.toString('hex'),
         WrappedKeyCiphertext: out.wrapped.toString('base64'), Check: out.check.toString('base64'), Hash: hash,
       });
+      out.wrapped.fill(0);
     }
   }
   const r = deps.store.lifecycle.getRotation(key.keyId);
@@ -133,22 +124,8 @@ export const PeerSyncReplica = operation(SyncSchema, async (deps, ctx, input) =>
   try {
     for (const v of input.Versions) {
       if (deps.store.getMaterial(input.KeyId, v.Version)?.state === 'active') continue;
-      const objectId = Buffer.from(v.ObjectId, 'hex');
-      deps.store.addPendingMaterial({ keyId: input.KeyId, version: v.Version, materialId: v.MaterialId, objectId, state: 'pending', createdAt: v.CreatedAt });
-      try {
-        const check = await deps.token.unwrapAesKey(
-          peerKeyId(RECEIVE_LABEL), { hash: v.Hash, aesKeyWrap: false, modulusBytes: RECEIVE_MODULUS_BITS / 8 }, Buffer.from(v.WrappedKeyCiphertext, 'base64'),
-          { id: objectId, label: `${LABEL_PREFIX}${input.KeyId}:v${v.Version}`, wrappable: true },
-        );
-        if (!check.equals(Buffer.from(v.Check, 'base64'))) {
-          await deps.token.destroy(objectId);
-          throw Errors.internal(`The token of ${deps.region} unwrapped different key material for ${input.KeyId} v${v.Version}.`);
-        }
-      } catch (e) {
-        deps.store.deleteMaterial(input.KeyId, v.Version);
-        throw e;
-      }
-      deps.store.activateMaterial(input.KeyId, v.Version);
+      const m = { keyId: input.KeyId, version: v.Version, materialId: v.MaterialId, objectId: Buffer.from(v.ObjectId, 'hex'), state: 'pending' as const, createdAt: v.CreatedAt };
+      await receiveMaterial(deps, m, Buffer.from(v.WrappedKeyCiphertext, 'base64'), Buffer.from(v.Check, 'base64'), v.Hash);
     }
   } catch (e) {
     if (created) {

@@ -3,7 +3,7 @@ import { authorize } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
 import type { KeyRecord } from '../store/types.js';
 import { keyArn } from './arn.js';
-import { operation } from './context.js';
+import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { keyMetadata } from './key-metadata.js';
 import { resolveKey } from './key-ref.js';
 import { checkKeyState } from './key-states.js';
@@ -18,7 +18,7 @@ import { bool, DESCRIPTION, KEY_ID, list, str, TAG } from './validation.js';
 const REGION = str(1, 32, /^([a-z]+-){2,3}\d+$/);
 
 /** The Multi-Region primary named by KeyId, with AWS's refusals for any other key. */
-function primaryKey(deps: Parameters<typeof resolveKey>[0], ctx: Parameters<typeof resolveKey>[1], ref: string, action: string): KeyRecord {
+function primaryKey(deps: KmsDeps, ctx: RequestContext, ref: string, action: string): KeyRecord {
   const key = resolveKey(deps, ctx, ref, false);
   authorize(ctx, action, key);
   if (!isMultiRegion(deps, key)) throw Errors.unsupported(`${key.arn} is not a multi-Region key.`);
@@ -116,7 +116,7 @@ export const ReplicateKey = operation(
  * material must be imported into it (import.ts checks it is the same). The material history
  * (ids, no material) tells the replica which material it expects.
  */
-function copyImportedHistory(deps: Parameters<typeof syncReplicas>[0], target: Parameters<typeof syncReplicas>[0], id: string): void {
+function copyImportedHistory(deps: KmsDeps, target: KmsDeps, id: string): void {
   target.store.transaction(() => {
     for (const info of deps.store.lifecycle.listMaterialInfo(id)) {
       if (info.imported && !info.pendingRotation) {
