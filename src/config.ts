@@ -213,23 +213,26 @@ export type NamedHsm = Omit<z.output<typeof NamedHsmSchema>, '$comment' | 'trust
   trustAnchorCertificate?: string | undefined;
 };
 
+/** An environment variable holding JSON of `schema`'s shape, checked (undefined when unset). */
+function jsonFromEnv<S extends z.ZodType>(env: NodeJS.ProcessEnv, name: string, schema: S): z.output<S> | undefined {
+  const text = env[name];
+  if (!text) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${name} is not valid JSON: ${(e as Error).message}`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    throw new ConfigError(`Invalid ${name}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
 /** `hsms` from the file, overlaid by P11KMS_HSMS (a JSON object of the same shape), checked. */
 function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv, defaultHsm: { module: string; tokenLabel: string }) {
-  let merged = fileHsms;
-  if (env.P11KMS_HSMS) {
-    let json: unknown;
-    try {
-      json = JSON.parse(env.P11KMS_HSMS);
-    } catch (e) {
-      throw new ConfigError(`P11KMS_HSMS is not valid JSON: ${(e as Error).message}`);
-    }
-    const parsed = HsmsSchema.safeParse(json);
-    if (!parsed.success) {
-      const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-      throw new ConfigError(`Invalid P11KMS_HSMS: ${detail}`);
-    }
-    merged = { ...fileHsms, ...parsed.data };
-  }
+  const merged = { ...fileHsms, ...jsonFromEnv(env, 'P11KMS_HSMS', HsmsSchema) };
   const out: Record<string, NamedHsm> = {};
   const seen = new Map<string, string>();
   seen.set(`${defaultHsm.module}\u0000${defaultHsm.tokenLabel}`, 'hsm');
@@ -264,20 +267,7 @@ function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv,
 
 /** `peers` and `peerPrincipals` from the file, overlaid by P11KMS_PEERS (JSON) and P11KMS_PEER_PRINCIPALS (comma-separated). */
 function loadPeers(filePeers: z.output<typeof PeersSchema>, filePrincipals: string[], env: NodeJS.ProcessEnv) {
-  let peers = filePeers;
-  if (env.P11KMS_PEERS) {
-    let json: unknown;
-    try {
-      json = JSON.parse(env.P11KMS_PEERS);
-    } catch (e) {
-      throw new ConfigError(`P11KMS_PEERS is not valid JSON: ${(e as Error).message}`);
-    }
-    const parsed = PeersSchema.safeParse(json);
-    if (!parsed.success) {
-      throw new ConfigError(`Invalid P11KMS_PEERS: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-    }
-    peers = { ...peers, ...parsed.data };
-  }
+  const peers = { ...filePeers, ...jsonFromEnv(env, 'P11KMS_PEERS', PeersSchema) };
   const out: Config['peers'] = {};
   for (const [region, p] of Object.entries(peers)) {
     out[region] = { endpoint: p.endpoint, accessKeyId: p.accessKeyId, secretAccessKey: readSecret(p.secretAccessKey, `peers.${region}.secretAccessKey`, env) };

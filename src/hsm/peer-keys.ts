@@ -1,8 +1,10 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { Secret } from '../secret.js';
+import { rsaSpki } from './asymmetric.js';
 import { ckrName, ckrOf } from './ckr.js';
 import { loadModule } from './module.js';
+import { KeyTemplates } from './templates.js';
 
 /**
  * Peering set-up for Multi-Region keys (issue 13), run by an operator outside the daemon's
@@ -79,8 +81,7 @@ function find(p: pkcs11js.PKCS11, s: Handle, template: pkcs11js.Template): Handl
 
 function spkiOf(p: pkcs11js.PKCS11, s: Handle, pub: Handle): Buffer {
   const [n, e] = p.C_GetAttributeValue(s, pub, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
-  const jwk = { kty: 'RSA', n: (n?.value as Buffer).toString('base64url'), e: (e?.value as Buffer).toString('base64url') };
-  return createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' });
+  return rsaSpki(n?.value as Buffer, e?.value as Buffer);
 }
 
 /**
@@ -108,18 +109,7 @@ export function receiveKey(access: TokenAccess, userPin: Secret): Buffer {
         { type: pkcs11js.CKA_WRAP, value: false },
         { type: pkcs11js.CKA_VERIFY, value: false },
       ],
-      [
-        { type: pkcs11js.CKA_ID, value: id },
-        { type: pkcs11js.CKA_LABEL, value: RECEIVE_LABEL },
-        { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_SENSITIVE, value: true },
-        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-        { type: pkcs11js.CKA_UNWRAP, value: true },
-        { type: pkcs11js.CKA_DECRYPT, value: false },
-        { type: pkcs11js.CKA_SIGN, value: false },
-        { type: pkcs11js.CKA_DERIVE, value: false },
-      ],
+      new KeyTemplates(false).unwrapOnlyRsaPrivate(id, RECEIVE_LABEL),
     );
     return spkiOf(p, s, pair.publicKey);
   });

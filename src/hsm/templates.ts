@@ -51,6 +51,28 @@ export class KeyTemplates {
   }
 
   /**
+   * A token RSA private key that can only unwrap: sensitive, never extractable (the wrapping
+   * key of an import, verbs/wrap.ts; a peer receive key, peer-keys.ts).
+   */
+  unwrapOnlyRsaPrivate(id: Buffer, label: string): pkcs11js.Template {
+    const t: pkcs11js.Template = [
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_SIGN, value: false },
+      { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
+    if (this.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+    return t;
+  }
+
+  /**
    * An AES secret-key template for a short-lived session object (never stored in the token),
    * sensitive, non-extractable and allowed only the given usage.
    */
