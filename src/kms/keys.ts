@@ -13,7 +13,9 @@ import { resolveKey } from './key-ref.js';
 import { checkKeySpec } from './key-specs.js';
 import { materialize, newMaterial } from './material.js';
 import { newMultiRegionKeyId } from './multi-region.js';
-import { checkLockout, validateKeyPolicy } from './policies.js';
+import { checkLockout, defaultKeyPolicy, validateKeyPolicy } from './policies.js';
+
+export { defaultKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
 
@@ -25,26 +27,6 @@ const KEY_SPECS = [
 const KEY_USAGES = ['SIGN_VERIFY', 'ENCRYPT_DECRYPT', 'GENERATE_VERIFY_MAC', 'KEY_AGREEMENT'] as const;
 const ORIGINS = ['AWS_KMS', 'EXTERNAL', 'AWS_CLOUDHSM', 'EXTERNAL_KEY_STORE'] as const;
 
-/** AWS's default key policy: the account root gets kms:*, which delegates to identity policies. */
-export function defaultKeyPolicy(accountId: string): string {
-  return JSON.stringify(
-    {
-      Version: '2012-10-17',
-      Id: 'key-default-1',
-      Statement: [
-        {
-          Sid: 'Enable IAM User Permissions',
-          Effect: 'Allow',
-          Principal: { AWS: `arn:aws:iam::${accountId}:root` },
-          Action: 'kms:*',
-          Resource: '*',
-        },
-      ],
-    },
-    null,
-    2,
-  );
-}
 
 const CreateKeySchema = z.object({
   Policy: str(1, 131072, /^[\u0009\u000A\u000D\u0020-\u00FF]+$/).optional(),

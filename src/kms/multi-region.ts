@@ -7,7 +7,6 @@ import type { KmsDeps, RequestContext } from './context.js';
 import { NoTrustedKey, type OaepHash } from '../hsm/token.js';
 import { peerKeyId, RECEIVE_LABEL, RECEIVE_MODULUS_BITS, trustedLabel } from '../hsm/peer-keys.js';
 import { LABEL_PREFIX } from './material.js';
-import { pushToPeers } from './peer-push.js';
 
 /**
  * Multi-Region keys (issue 13): the same key id and key material in several regions. Each copy
@@ -88,47 +87,16 @@ export function servedRegion(deps: KmsDeps, region: string): KmsDeps {
 export const inRegion = (ctx: RequestContext, target: KmsDeps): RequestContext => ({ ...ctx, authz: target.authz });
 
 /**
- * Copies the primary's shared properties to every local replica: material versions, material
- * history, the current version, and the automatic-rotation settings (a replica never rotates
- * by itself: rotation.ts skips replicas). Called after every change of a shared property on
- * the primary. A replica in a region sharing the token names the same token objects; a replica
- * in a region with its own token receives each missing version wrapped (transferMaterial).
- * A replica that cannot be brought up to date (its token unreachable, no trusted peer key)
- * keeps what it had and is retried at the primary region's next scheduler tick (syncAll).
+ * Brings the local replicas (other regions of this deployment) of a primary up to date; see
+ * replica-sync.ts, which also covers replicas at peer sites.
  */
-export async function syncReplicas(primary: KmsDeps, keyId: string): Promise<void> {
+export async function syncLocalReplicas(primary: KmsDeps, keyId: string): Promise<void> {
   const key = primary.store.getKey(keyId);
   if (!key) return;
   for (const { deps: d, key: replica } of localCopies(primary, keyId)) {
     if (viewOf(d, keyId)?.primaryRegion === d.region) continue;
     await copySharedProperties(primary, key, d, replica);
   }
-  // Replicas at peer sites (two sites): the replication protocol.
-  await pushToPeers(primary, keyId);
-}
-
-/** syncReplicas after a change on the primary that already succeeded: a replica that lags is retried by syncAll. */
-export async function syncReplicasLater(primary: KmsDeps, keyId: string): Promise<void> {
-  try {
-    await syncReplicas(primary, keyId);
-  } catch (e) {
-    primary.log.warn({ keyId, err: (e as Error).message }, 'multi-Region replicas not brought up to date; will retry');
-  }
-}
-
-/** The scheduler's retry: every primary of this region, brought to its replicas again. */
-export async function syncAll(primary: KmsDeps): Promise<{ done: number; failed: number }> {
-  const result = { done: 0, failed: 0 };
-  for (const keyId of primary.store.multiRegion.primariesIn(primary.region)) {
-    try {
-      await syncReplicas(primary, keyId);
-      result.done++;
-    } catch (e) {
-      result.failed++;
-      primary.log.warn({ keyId, err: (e as Error).message }, 'multi-Region replicas not brought up to date; will retry');
-    }
-  }
-  return result;
 }
 
 async function copySharedProperties(primary: KmsDeps, key: KeyRecord, d: KmsDeps, replica: KeyRecord): Promise<void> {

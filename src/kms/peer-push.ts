@@ -86,29 +86,31 @@ export async function replicateToPeer(deps: KmsDeps, primary: KeyRecord, region:
     deps.store.multiRegion.putPendingReplica(primary.keyId, region, JSON.stringify(create));
     writeView(deps, { ...view, replicaRegions: [...view.replicaRegions, region] });
   });
+  let answer: Record<string, unknown> | undefined;
   try {
-    const answer = await pushTo(deps, primary, region);
-    if (answer) return answer;
+    answer = await pushTo(deps, primary, region);
   } catch (e) {
     if (!isRetryable(e)) throw e;
     deps.log.warn({ keyId: primary.keyId, region, err: (e as Error).message }, 'peer unreachable: replica stays Creating, retried');
   }
-  // What AWS answers while the replica is being created: its metadata, in state Creating.
-  const arn = primary.arn.replace(`:kms:${deps.region}:`, `:kms:${region}:`);
+  // Until the peer answers, what AWS answers while a replica is being created: state Creating.
+  const state = typeof answer?.KeyState === 'string' ? answer.KeyState : 'Creating';
+  const arnIn = (r: string) => primary.arn.replace(`:kms:${deps.region}:`, `:kms:${r}:`);
   const regions = viewOf(deps, primary.keyId)!;
   return {
     ReplicaKeyMetadata: {
-      AWSAccountId: primary.accountId, KeyId: primary.keyId, Arn: arn, CreationDate: new Date(deps.clock.now().getTime()),
-      Enabled: false, Description: create.Description ?? '', KeyUsage: primary.keyUsage, KeyState: 'Creating', Origin: primary.origin,
+      AWSAccountId: primary.accountId, KeyId: primary.keyId, Arn: arnIn(region),
+      CreationDate: new Date(typeof answer?.CreationDate === 'number' ? answer.CreationDate : deps.clock.now().getTime()),
+      Enabled: state === 'Enabled', Description: typeof answer?.Description === 'string' ? answer.Description : (create.Description ?? ''), KeyUsage: primary.keyUsage, KeyState: state, Origin: primary.origin,
       KeyManager: 'CUSTOMER', CustomerMasterKeySpec: primary.keySpec, KeySpec: primary.keySpec, MultiRegion: true,
       MultiRegionConfiguration: {
         MultiRegionKeyType: 'REPLICA',
         PrimaryKey: { Arn: primary.arn, Region: deps.region },
-        ReplicaKeys: regions.replicaRegions.map((r) => ({ Arn: primary.arn.replace(`:kms:${deps.region}:`, `:kms:${r}:`), Region: r })),
+        ReplicaKeys: regions.replicaRegions.map((r) => ({ Arn: arnIn(r), Region: r })),
       },
     },
-    ReplicaPolicy: create.Policy,
-    ReplicaTags: create.Tags ?? [],
+    ReplicaPolicy: answer?.ReplicaPolicy ?? create.Policy,
+    ReplicaTags: answer?.ReplicaTags ?? create.Tags ?? [],
   };
 }
 

@@ -6,10 +6,8 @@ import type { KeyRecord, Tag } from '../store/types.js';
 import type { MaterialInfo, RotationSettings } from '../store/lifecycle.js';
 import { keyArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
-import { keyMetadata } from './key-metadata.js';
-import { defaultKeyPolicy } from './keys.js';
 import { forgetCopy, receiveMaterial, viewOf, wrapFor, writeView } from './multi-region.js';
-import { validateKeyPolicy } from './policies.js';
+import { defaultKeyPolicy, validateKeyPolicy } from './policies.js';
 
 /**
  * The replication protocol between two sites (issue 13, part 4). The primary's site pushes a
@@ -152,7 +150,11 @@ export const PeerSyncReplica = operation(SyncSchema, async (deps, ctx, input) =>
       additionalEventData: { replicaOf: keyArn(input.FromRegion, input.AccountId, input.KeyId) },
     });
   }
-  return { ReplicaKeyMetadata: keyMetadata(deps, key), ReplicaPolicy: key.policy, ReplicaTags: deps.store.getTags(key.keyId) };
+  // The primary's site builds ReplicaKeyMetadata from these (peer-push.ts).
+  return {
+    KeyState: key.state, CreationDate: key.createdAt, Description: key.description,
+    ReplicaPolicy: key.policy, ReplicaTags: deps.store.getTags(key.keyId),
+  };
 });
 
 const viewFrom = (input: z.output<typeof SyncSchema>): MultiRegionRecord => ({

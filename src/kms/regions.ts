@@ -1,5 +1,5 @@
 import type { Audit } from '../audit/types.js';
-import type { KmsDeps } from './context.js';
+import type { KmsDeps, Regions } from './context.js';
 
 /**
  * The regions one deployment serves (issue 13). Each region is a complete KmsDeps of its own:
@@ -8,7 +8,7 @@ import type { KmsDeps } from './context.js';
  * unless the region was given its own. Credentials and identity policies are global (IAM is),
  * so every region's engine shares the default region's credential registry.
  */
-export class RegionDirectory {
+export class RegionDirectory implements Regions {
   private readonly byName = new Map<string, KmsDeps>();
 
   constructor(readonly defaultRegion: string) {}

@@ -12,7 +12,8 @@ import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { LABEL_PREFIX, materialWrappable, newMaterial } from './material.js';
 import { int, KEY_ID, LIMIT, MARKER, oneOf } from './validation.js';
 import { tokenFor } from './token-for.js';
-import { isReplica, syncReplicasLater, viewOf } from './multi-region.js';
+import { isReplica, viewOf } from './multi-region.js';
+import { syncReplicasLater } from './replica-sync.js';
 
 /**
  * Key rotation: every rotation is a new key-material version, i.e. a new non-extractable AES

@@ -3,7 +3,7 @@ import { jobFailures, jobRuns } from '../metrics/metrics.js';
 import type { KmsDeps } from './context.js';
 import { runDueDeletions } from './deletion.js';
 import { runExpiredImportTokens, runExpiredMaterials } from './import.js';
-import { syncAll } from './multi-region.js';
+import { syncAll } from './replica-sync.js';
 import { runDueRotations } from './rotation.js';
 
 export interface TickReport {

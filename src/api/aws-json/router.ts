@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
 import type { Clock } from '../../clock.js';
 import { Errors, KmsError, isKmsError } from '../../errors.js';
+import { callKeyFacts } from '../../kms/call-facts.js';
 import type { KmsDeps, RequestContext } from '../../kms/context.js';
 import { operations } from '../../kms/operations.js';
 import type { RegionDirectory } from '../../kms/regions.js';
@@ -113,7 +114,7 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   call.principal = credential.principal;
   // The region of the credential scope serves the request (the verifier accepted only served ones).
   const deps = opts.regions?.get(scoped.region) ?? opts.deps;
-  call.deps = deps;
+  call.region = scoped.region;
   if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
     throw Errors.accessDenied(`The client certificate of this connection is not mapped to ${credential.principal.arn}.`);
   }
@@ -157,8 +158,9 @@ async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo,
     logFailure(opts.log, failure, err, call, started);
   }
   try {
-    const deps = call.deps ?? opts.deps;
-    await deps.audit.record(awsCallEvent(deps, call, output as Record<string, unknown> | undefined, err));
+    const deps = (call.region !== undefined ? opts.regions?.get(call.region) : undefined) ?? opts.deps;
+    const result = output as Record<string, unknown> | undefined;
+    await deps.audit.record(awsCallEvent(call, result, err, callKeyFacts(deps, call, result)));
   } catch (e) {
     opts.log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
     if (opts.deps.audit.failClosed) {
