@@ -7,6 +7,7 @@ import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
 import { TokenSealer } from './audit/sealer.js';
+import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -28,6 +29,7 @@ import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
 import { metricsRouter } from './metrics/http.js';
+import { httpDate } from './api/http-date.js';
 import { clientPrincipalCheck } from './net/client-principals.js';
 import { startListener } from './net/listener.js';
 import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
@@ -85,9 +87,11 @@ export async function startDaemon(
         maxSessions: hsm.maxSessions,
         sessionWaitMs: hsm.sessionWaitMs,
         maxWaiters: hsm.maxWaiters,
-        modifiableFalse: hsm.capabilities.modifiableFalse,
+        capabilities: hsm.capabilities,
         moduleEnv: hsm.moduleEnv,
+        libraryParameters: hsm.libraryParameters,
         workerThreads: hsm.workerThreads,
+        callTimeoutMs: hsm.callTimeoutMs,
         observe: config.metrics.enabled ? observeTokenCall : undefined,
         onRecovered: (attempts) => {
           audit
@@ -110,7 +114,8 @@ export async function startDaemon(
       })
     : undefined;
   audit = trail ?? disabledAudit;
-  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit };
+  const keyUsage = new KeyUsageRecorder(store, log);
+  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit, keyUsage };
   // Further regions (issue 13): each its own store under dataDir/regions/<region>, and its own
   // token or the main one. All are opened before any reconciliation, because regions that share
   // a token share token objects (see RegionDirectory.sharingToken).
@@ -119,8 +124,10 @@ export async function startDaemon(
   for (const r of config.regions.slice(1)) {
     const dir = join(config.dataDir, 'regions', r.name);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const regionStore = new SqliteStore(join(dir, 'metadata.sqlite'));
     regions.add({
-      store: new SqliteStore(join(dir, 'metadata.sqlite')),
+      store: regionStore,
+      keyUsage: new KeyUsageRecorder(regionStore, log),
       token: r.mainToken ? token : openToken(r.hsm),
       clock,
       region: r.name,
@@ -184,9 +191,13 @@ export async function startDaemon(
   const tls = config.listener.tls;
   const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, regions, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
+  // The AWS handler writes its own Date with its other headers (see send() in its router).
+  const date = httpDate(clock);
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
-    res.setHeader('Date', clock.now().toUTCString());
-    aws(req, res, () => rest(req, res));
+    aws(req, res, () => {
+      res.setHeader('Date', date());
+      rest(req, res);
+    });
   };
 
   if (!tls && config.listener.plainHttpBehindTlsProxy) {
@@ -218,6 +229,8 @@ export async function startDaemon(
   }
   scheduler.start();
   for (const s of regionSchedulers) s.start();
+  keyUsage.start();
+  for (const d of regions.all().slice(1)) d.keyUsage?.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -229,6 +242,8 @@ export async function startDaemon(
       await keyStores.stop();
       await trail?.close();
       unbindMetrics();
+      keyUsage.stop();
+      for (const d of regions.all().slice(1)) d.keyUsage?.stop();
       for (const d of otherRegions) {
         if (d.token !== token) d.token.close();
         d.store.close();

@@ -109,7 +109,7 @@ export function receiveKey(access: TokenAccess, userPin: Secret): Buffer {
         { type: pkcs11js.CKA_WRAP, value: false },
         { type: pkcs11js.CKA_VERIFY, value: false },
       ],
-      new KeyTemplates(false).unwrapOnlyRsaPrivate(id, RECEIVE_LABEL),
+      new KeyTemplates({ modifiableFalse: false, aesExplicitSensitive: true }).unwrapOnlyRsaPrivate(id, RECEIVE_LABEL),
     );
     return spkiOf(p, s, pair.publicKey);
   });
