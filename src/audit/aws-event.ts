@@ -19,6 +19,8 @@ export interface CallInfo {
   authorization?: string | undefined;
   /** The decoded input (blobs are Buffers, so sanitizing drops them); unset when decoding failed. */
   input?: Record<string, unknown> | undefined;
+  /** The region that served the call (its SigV4 scope), once authentication named it. */
+  region?: string | undefined;
 }
 
 /**

@@ -73,6 +73,8 @@ export interface AuditEventInput {
   readOnly?: boolean | undefined;
   errorCode?: string | undefined;
   errorMessage?: string | undefined;
+  /** The region the event happened in; defaults to the trail's (the deployment's default region). */
+  awsRegion?: string | undefined;
   /** e.g. { keyMaterialId } */
   additionalEventData?: Record<string, unknown> | undefined;
 }

@@ -18,7 +18,7 @@ export {
 export type { TokenObjectInfo } from './verbs/data-objects.js';
 export type { AeadShape, Sealed } from './verbs/aead.js';
 export type { AeadScheme } from './profile.js';
-export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
+export { KeyMaterialRejected, NoTrustedKey, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
 export type { ImportedKind } from './verbs/import.js';
 
 /**
@@ -51,8 +51,8 @@ export class Token extends TokenCore {
   }
 
   // ── Symmetric keys and authenticated encryption (verbs/aead.ts) ──
-  generateAesKey(id: Buffer, label: string): Promise<void> {
-    return this.aead.generateAesKey(id, label);
+  generateAesKey(id: Buffer, label: string, wrappable = false): Promise<void> {
+    return this.aead.generateAesKey(id, label, wrappable);
   }
   /** The scheme and IV length seal() gives on this token (a ciphertext format records them). */
   get aeadShape(): AeadShape {
@@ -123,9 +123,13 @@ export class Token extends TokenCore {
     wrappingKeyId: Buffer,
     wrapping: ImportWrapping,
     blob: Buffer,
-    target?: { id: Buffer; label: string },
+    target?: { id: Buffer; label: string; wrappable?: boolean },
   ): Promise<Buffer> {
     return this.wrap.unwrapAesKey(wrappingKeyId, wrapping, blob, target);
+  }
+  /** Multi-Region key material out, wrapped under a trusted peer key only (issue 13). */
+  wrapWithTrusted(id: Buffer, trustedKeyId: Buffer, hash: OaepHash): Promise<{ wrapped: Buffer; check: Buffer }> {
+    return this.wrap.wrapWithTrusted(id, trustedKeyId, hash);
   }
 
   unwrapKeyMaterial(

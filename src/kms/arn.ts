@@ -8,6 +8,11 @@ export const aliasArn = (region: string, accountId: string, aliasName: string): 
   `arn:aws:kms:${region}:${accountId}:${aliasName}`;
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** A Multi-Region key id: `mrk-` and 32 hex digits (AWS's form). */
+export const MRK_ID = /^mrk-[0-9a-f]{32}$/;
+/** Any key id this daemon issues: a UUID or a Multi-Region key id. */
+export const isKeyId = (s: string): boolean => UUID.test(s) || MRK_ID.test(s);
+export const isMultiRegionKeyId = (s: string): boolean => MRK_ID.test(s);
 
 export interface ParsedKmsArn {
   partition: string;

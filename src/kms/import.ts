@@ -6,7 +6,8 @@ import { Errors } from '../errors.js';
 import { KeyMaterialRejected, UnwrapFailed, type ImportedKind, type OaepHash } from '../hsm/token.js';
 import type { ExpirationModel, ImportTokenRecord, MaterialInfo } from '../store/lifecycle.js';
 import type { KeyRecord, KeyState, Tag } from '../store/types.js';
-import { bytesToUuid, uuidToBytes } from './ciphertext.js';
+import { bytesToKeyId, keyIdToBytes } from './ciphertext.js';
+import { objectIdsOfOtherCopies, sameMaterialElsewhere } from './multi-region.js';
 import { operation, type KmsDeps } from './context.js';
 import { checkWrappingFor, importedKindOf, wrongMaterial } from './import-kinds.js';
 import { resolveKey } from './key-ref.js';
@@ -111,7 +112,7 @@ const IMPORT_TOKEN_BYTES = 41;
 function encodeImportToken(keyId: string, tokenId: Buffer, expiresAt: number): Buffer {
   const t = Buffer.alloc(IMPORT_TOKEN_BYTES);
   t[0] = IMPORT_TOKEN_V1;
-  uuidToBytes(keyId).copy(t, 1);
+  keyIdToBytes(keyId).copy(t, 1);
   tokenId.copy(t, 17);
   t.writeBigUInt64BE(BigInt(expiresAt), 33);
   return t;
@@ -122,7 +123,7 @@ function resolveImportToken(deps: KmsDeps, key: KeyRecord, token: Buffer, now: n
   const expired = () =>
     Errors.expiredImportToken('The import token has expired. Use GetParametersForImport to get a new public key and import token.');
   if (token.length !== IMPORT_TOKEN_BYTES || token[0] !== IMPORT_TOKEN_V1) throw invalid();
-  if (bytesToUuid(token.subarray(1, 17)) !== key.keyId) throw invalid();
+  if (bytesToKeyId(token.subarray(1, 17)) !== key.keyId) throw invalid();
   const record = deps.store.lifecycle.getImportToken(token.subarray(17, 33));
   if (record && record.keyId !== key.keyId) throw invalid();
   const expiresAt = record?.expiresAt ?? Number(token.readBigUInt64BE(33));
@@ -246,7 +247,7 @@ export const ImportKeyMaterial = operation(
       checkKeyState(current, 'ImportKeyMaterial');
       // First unwrap into a session object, only to learn which material this is.
       const check = await unwrapInto();
-      const materialId = createHash('sha256').update(uuidToBytes(key.keyId)).update(check).digest('hex');
+      const materialId = createHash('sha256').update(keyIdToBytes(key.keyId)).update(check).digest('hex');
       const imported = deps.store.lifecycle.listMaterialInfo(key.keyId).filter((i) => i.imported);
       const known = imported.find((i) => i.materialId === materialId);
       const importType = input.ImportType ?? (imported.length === 0 ? 'NEW_KEY_MATERIAL' : 'EXISTING_KEY_MATERIAL');
@@ -281,7 +282,11 @@ export const ImportKeyMaterial = operation(
       };
       const { store } = deps;
       const present = store.getMaterial(key.keyId, version)?.state === 'active';
-      if (!present) {
+      // A Multi-Region copy in a region sharing the token imported this very material already
+      // (the check value matched its material id): name the same token object.
+      const shared = present ? undefined : sameMaterialElsewhere(deps, key.keyId, version, materialId);
+      if (shared) store.addPendingMaterial({ ...shared });
+      else if (!present) {
         const objectId = objectIdFor(key.keyId, version);
         store.addPendingMaterial({ keyId: key.keyId, version, materialId, objectId, state: 'pending', createdAt: now });
         try {
@@ -296,7 +301,7 @@ export const ImportKeyMaterial = operation(
         }
       }
       store.transaction(() => {
-        if (!present) store.activateMaterial(key.keyId, version);
+        if (!present && !shared) store.activateMaterial(key.keyId, version);
         store.lifecycle.putMaterialInfo(info);
         const latest = store.getKey(key.keyId) as KeyRecord;
         if (latest.state === 'PendingImport' && importedMaterialComplete(deps, key.keyId)) {
@@ -381,7 +386,8 @@ async function removeImportedMaterial(deps: KmsDeps, key: KeyRecord, info: Mater
       if (latest.state !== next) store.updateKey(key.keyId, { state: next });
     }
   });
-  if (row) await tokenFor(deps, key).destroy(row.objectId);
+  // A Multi-Region copy in another region sharing the token may still name the object.
+  if (row && !objectIdsOfOtherCopies(deps, key.keyId).has(row.objectId.toString('hex'))) await tokenFor(deps, key).destroy(row.objectId);
   deps.log.info({ keyId: key.keyId, version: info.version, reason }, 'imported key material removed from the token');
 }
 
@@ -440,6 +446,8 @@ export async function runExpiredImportTokens(deps: KmsDeps, now: number, limit: 
  */
 export async function reconcileImportKeys(deps: KmsDeps): Promise<{ orphansDestroyed: number; rowsRemoved: number }> {
   const known = deps.store.lifecycle.allImportTokenIds();
+  // Regions sharing the token (issue 13) have wrapping keys of their own there.
+  for (const other of deps.regions?.sharingToken(deps) ?? []) for (const id of other.store.lifecycle.allImportTokenIds()) known.add(id);
   const present = new Set<string>();
   let orphansDestroyed = 0;
   let rowsRemoved = 0;

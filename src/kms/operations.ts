@@ -13,6 +13,8 @@ import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescr
 import { GenerateMac, VerifyMac } from './mac.js';
 import { GetKeyLastUsage } from './key-usage.js';
 import { GetPublicKey } from './public-key.js';
+import { PeerCopyDeleted, PeerSetView, PeerSyncReplica } from './peer-replication.js';
+import { ReplicateKey, UpdatePrimaryRegion } from './replication.js';
 import { Sign, Verify } from './sign.js';
 import { CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant } from './grants.js';
 import { GetKeyPolicy, ListKeyPolicies, PutKeyPolicy } from './policies.js';
@@ -39,4 +41,7 @@ export const operations: Readonly<Record<string, Operation>> = {
   CreateCustomKeyStore, DescribeCustomKeyStores, ConnectCustomKeyStore, DisconnectCustomKeyStore, UpdateCustomKeyStore,
   DeleteCustomKeyStore,
   GetKeyLastUsage,
+  ReplicateKey, UpdatePrimaryRegion,
+  // The peer protocol between sites (issue 13): answered only for peers' principals.
+  PeerSyncReplica, PeerCopyDeleted, PeerSetView,
 } as Record<string, Operation>;

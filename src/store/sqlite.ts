@@ -3,6 +3,7 @@ import { Errors } from '../errors.js';
 import { SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
 import { SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
 import { SqliteKeyUsageTable, type KeyUsageTable } from './key-usage.js';
+import { SqliteMultiRegionTable, type MultiRegionTable } from './multi-region.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type {
   AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
@@ -137,6 +138,7 @@ export class SqliteStore implements MetadataStore {
   readonly lifecycle: LifecycleStore;
   readonly keyStores: KeyStoreTable;
   readonly keyUsage: KeyUsageTable;
+  readonly multiRegion: MultiRegionTable;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -183,6 +185,7 @@ export class SqliteStore implements MetadataStore {
     this.lifecycle = new SqliteLifecycleStore(d);
     this.keyStores = new SqliteKeyStoreTable(d);
     this.keyUsage = new SqliteKeyUsageTable(d);
+    this.multiRegion = new SqliteMultiRegionTable(d);
   }
 
   private tx<T>(fn: () => T): T {

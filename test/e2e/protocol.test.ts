@@ -428,12 +428,13 @@ describe('protocol (default harness)', () => {
       }
     });
 
-    it('DescribeKey on an existing key ARN with another region names the ARN', async () => {
+    it('DescribeKey on an existing key ARN with another region names that region', async () => {
+      // AWS answers "Invalid arn <region of the ARN>" (seen in nakedible/openssl-engine-kms#1:
+      // "Invalid arn us-west-1"; kubernetes-retired/kube-aws#1041).
       const arn = key.Arn!.replace(`:${REGION}:`, ':eu-west-1:');
       expect(arn).not.toBe(key.Arn);
       const e = await sdkFailure(h.kms.send(new DescribeKeyCommand({ KeyId: arn })), 'NotFoundException');
-      expect(e.message).toContain(arn);
-      expect(e.message).toMatch(/^Invalid arn/);
+      expect(e.message).toBe('Invalid arn eu-west-1');
     });
   });
 

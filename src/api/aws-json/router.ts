@@ -7,6 +7,7 @@ import { Errors, KmsError, isKmsError } from '../../errors.js';
 import { callKeyFacts } from '../../kms/call-facts.js';
 import type { KmsDeps, RequestContext } from '../../kms/context.js';
 import { operations } from '../../kms/operations.js';
+import type { RegionDirectory } from '../../kms/regions.js';
 import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
 import { awsCallEvent, type CallInfo } from '../../audit/aws-event.js';
@@ -29,6 +30,8 @@ export interface AwsJsonOptions {
   clock: Clock;
   region: string;
   log: Logger;
+  /** Every region served; a request is served by the region of its credential scope (default: deps's only). */
+  regions?: RegionDirectory | undefined;
   /** Mutual TLS: whether the signer may use the connection's client certificate (src/net/client-principals.ts). */
   clientPrincipal?: PrincipalCheck | undefined;
 }
@@ -47,7 +50,7 @@ export type RawHandler = (req: IncomingMessage, res: ServerResponse, next: () =>
 export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
   const verifier = new SigV4Verifier({
     service: 'kms',
-    region: opts.region,
+    region: opts.regions?.names() ?? opts.region,
     clock: opts.clock,
     lookup: (id) => opts.credentials.lookup(id),
   });
@@ -114,8 +117,12 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   if (req.headers['x-amz-security-token'] !== undefined) {
     throw Errors.unrecognizedClient('The security token included in the request is invalid.');
   }
-  const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
+  const scoped = verifier.verifyScoped({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body });
+  const credential = scoped.credential as Credential;
   call.principal = credential.principal;
+  // The region of the credential scope serves the request (the verifier accepted only served ones).
+  const deps = opts.regions?.get(scoped.region) ?? opts.deps;
+  call.region = scoped.region;
   if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
     throw Errors.accessDenied(`The client certificate of this connection is not mapped to ${credential.principal.arn}.`);
   }
@@ -139,11 +146,11 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     input: input as Readonly<Record<string, unknown>>,
-    authz: opts.deps.authz,
+    authz: deps.authz,
     secureTransport: isSecureTransport(req.socket),
   };
   call.input = input as Record<string, unknown>;
-  return operation.handler(opts.deps, ctx, input);
+  return operation.handler(deps, ctx, input);
 }
 
 const AUDIT_REFUSED = () =>
@@ -163,8 +170,9 @@ async function answer(
     logFailure(opts.log, failure, err, call, started);
   }
   try {
+    const deps = (call.region !== undefined ? opts.regions?.get(call.region) : undefined) ?? opts.deps;
     const result = output as Record<string, unknown> | undefined;
-    await opts.deps.audit.record(awsCallEvent(call, result, err, callKeyFacts(opts.deps, call, result)));
+    await deps.audit.record(awsCallEvent(call, result, err, callKeyFacts(deps, call, result)));
   } catch (e) {
     opts.log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
     if (opts.deps.audit.failClosed) {

@@ -6,6 +6,8 @@ import { KeyMaterialRejected, readUlong, unwrapImport, type ImportWrapping, type
 import type { Handle, TokenCore } from '../session-core.js';
 
 export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './unwrap.js';
+/** Thrown when the token has no trusted peer key of that id (the SO set-up step is missing). */
+export class NoTrustedKey extends Error {}
 
 /** The block encrypted for check values: fixed, and deliberately not the all-zero block. */
 const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
@@ -238,12 +240,12 @@ export class WrapVerbs {
     wrappingKeyId: Buffer,
     wrapping: ImportWrapping,
     blob: Buffer,
-    target?: { id: Buffer; label: string },
+    target?: { id: Buffer; label: string; wrappable?: boolean },
   ): Promise<Buffer> {
     return this.core.run(async (s) => {
       const rsa = this.core.handleFor(s, wrappingKeyId);
       const template = target
-        ? this.core.templates.secretKey(target.id, target.label).filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN)
+        ? this.core.templates.secretKey(target.id, target.label, target.wrappable).filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN)
         : this.core.templates.sessionAes({ encrypt: true });
       const ephemeral: Handle[] = [];
       let key: Handle | undefined;
@@ -258,6 +260,29 @@ export class WrapVerbs {
         // A key that failed its checks is destroyed, token object or not.
         this.core.destroyQuietly(s, key === undefined ? ephemeral : [...ephemeral, key]);
       }
+    });
+  }
+
+  /**
+   * Wraps the AES key `id` (a Multi-Region key's material) under the trusted peer key
+   * `trustedKeyId` with CKM_RSA_PKCS_OAEP, inside the token. The token itself refuses any
+   * wrapping key that is not CKA_TRUSTED (CKR_KEY_NOT_WRAPPABLE), and any key that is not
+   * CKA_EXTRACTABLE. The wrapped key is returned with its check value, so the receiving token
+   * can prove it unwrapped the same material. (CKM_RSA_AES_KEY_WRAP would wrap larger keys, but
+   * SoftHSM 2.6.1 does not offer it, and its two halves cannot be used: the ephemeral AES key
+   * in between could not be trusted.)
+   */
+  wrapWithTrusted(id: Buffer, trustedKeyId: Buffer, hash: OaepHash): Promise<{ wrapped: Buffer; check: Buffer }> {
+    return this.core.run(async (s) => {
+      const key = this.core.handleFor(s, id);
+      const trusted = this.core.find(s, [
+        { type: pkcs11js.CKA_ID, value: trustedKeyId },
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+        { type: pkcs11js.CKA_TRUSTED, value: true },
+      ])[0];
+      if (!trusted) throw new NoTrustedKey();
+      const wrapped = await this.core.p.C_WrapKeyAsync(s, oaepMechanism(hash), trusted, key, Buffer.alloc(1024));
+      return { wrapped, check: await this.checkValueOf(s, key) };
     });
   }
 
