@@ -23,7 +23,7 @@ import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
-import { SqliteStore } from './store/sqlite.js';
+import { followCredentialChanges, openMetadataStore, startLeadership } from './cluster/node.js';
 import { metricsRouter } from './metrics/http.js';
 import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
 
@@ -83,7 +83,7 @@ export async function startDaemon(
     },
     log,
   );
-  const store = new SqliteStore(join(config.dataDir, 'metadata.sqlite'));
+  const store = await openMetadataStore(config, log);
   const trail = config.audit.enabled
     ? await AuditTrail.open({
         ...config.audit,
@@ -111,6 +111,8 @@ export async function startDaemon(
   // One tick before serving catches up on what fell due while the daemon was down.
   const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
   await scheduler.runOnce();
+  // With a shared store only the leader runs jobs; the first attempt (and its tick) happens here.
+  const leadership = await startLeadership(deps, scheduler, log);
   if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
     await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
   }
@@ -119,6 +121,7 @@ export async function startDaemon(
   const credentials = new CredentialRegistry(store, secretBox, log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
   await credentials.load();
+  followCredentialChanges(store, credentials, log);
   deps.authz = new Authz({ store, clock, region: config.region, log }, credentials);
 
   const app = express();
@@ -163,6 +166,7 @@ export async function startDaemon(
       : undefined;
   } catch (e) {
     await Promise.all([close(tcp), close(unix)]);
+    await leadership?.stop();
     token.close();
     store.close();
     throw e;
@@ -175,11 +179,13 @@ export async function startDaemon(
       stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([close(tcp), close(unix), xks?.stop()]);
+      await leadership?.stop();
       await scheduler.stop();
       await keyStores.stop();
       await trail?.close();
       unbindMetrics();
       token.close();
+      await store.shared?.release();
       store.close();
       closeModules();
       log.info('stopped');
