@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
@@ -25,6 +25,8 @@ import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { followCredentialChanges, openMetadataStore, startLeadership } from './cluster/node.js';
 import { metricsRouter } from './metrics/http.js';
+import { clientPrincipalCheck } from './net/client-principals.js';
+import { startListener } from './net/listener.js';
 import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
 
 export interface Daemon {
@@ -39,7 +41,11 @@ export interface Daemon {
   audit: AuditTrail | undefined;
   /** Bound TCP port (useful when configured as 0). */
   port: number;
+  /** The AWS API listener's scheme: 'https' when tls is configured. */
+  scheme: 'https' | 'http';
   socketPath: string;
+  /** Reads the TLS certificate files of the AWS API and XKS listeners again (SIGHUP). */
+  reloadTls(): { api: boolean; xks: boolean };
   /** The XKS proxy listener, when configured (config.xks). */
   xks?: XksServer | undefined;
   stop(): Promise<void>;
@@ -138,34 +144,37 @@ export async function startDaemon(
   });
 
   // The AWS API (POST /) is served before express; everything else goes to the app.
-  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log });
+  const tls = config.listener.tls;
+  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
     res.setHeader('Date', clock.now().toUTCString());
     aws(req, res, () => rest(req, res));
   };
 
-  let stopping = false;
-  const tcp = drainable(createServer(serveWith(app)), () => stopping);
+  if (!tls && config.listener.plainHttpBehindTlsProxy) {
+    log.warn({ host: config.host }, 'plainHttpBehindTlsProxy: the AWS API serves plain HTTP on a non-loopback address; a TLS proxy must be its only client');
+  }
   // The Unix socket (0600) also serves the admin interface; TCP never does.
   const unixApp = express();
   unixApp.disable('x-powered-by');
   unixApp.set('etag', false);
   unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log, audit }));
   unixApp.use(app);
-  const unix = drainable(createServer(serveWith(unixApp)), () => stopping);
-  await listen(tcp, () => tcp.listen(config.port, config.host));
-  await listenOnSocket(unix, config.socketPath);
-  const address = tcp.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  log.info({ host: config.host, port, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
+  const tcp = await startListener({ name: 'AWS API', address: { host: config.host, port: config.port }, tls, handler: serveWith(app), log });
+  const unix = await startListener({ name: 'Unix socket', address: { socketPath: config.socketPath }, handler: serveWith(unixApp), log }).catch(async (e: unknown) => {
+    await tcp.stop();
+    throw e;
+  });
+  const port = tcp.port;
+  log.info({ host: config.host, port, scheme: tcp.scheme, mtls: !!tls?.clientCa, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
   let xks: XksServer | undefined;
   try {
     xks = config.xks
       ? await startXksServer({ deps, config: config.xks, accountId: config.accountId, clock, log, onAudit: hooks.onXksAudit })
       : undefined;
   } catch (e) {
-    await Promise.all([close(tcp), close(unix)]);
+    await Promise.all([tcp.stop(), unix.stop()]);
     await leadership?.stop();
     token.close();
     store.close();
@@ -176,9 +185,8 @@ export async function startDaemon(
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {
-      stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
-      await Promise.all([close(tcp), close(unix), xks?.stop()]);
+      await Promise.all([tcp.stop(), unix.stop(), xks?.stop()]);
       await leadership?.stop();
       await scheduler.stop();
       await keyStores.stop();
@@ -190,54 +198,6 @@ export async function startDaemon(
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, keyStores, reconciled, scheduler, audit: trail, port, socketPath: config.socketPath, xks, stop };
-}
-
-function listen(server: Server, start: () => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.once('listening', () => {
-      server.off('error', reject);
-      resolve();
-    });
-    start();
-  });
-}
-
-/** Creates the socket with mode 0600 from the start (umask), replacing a stale socket file. */
-async function listenOnSocket(server: Server, path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
-  } catch {
-    /* no stale socket */
-  }
-  const previous = process.umask(0o177);
-  try {
-    await listen(server, () => server.listen(path));
-  } finally {
-    process.umask(previous);
-  }
-  chmodSync(path, 0o600);
-}
-
-/**
- * During shutdown a keep-alive connection is closed as soon as its response is sent, instead of
- * holding the server open until the keep-alive timeout.
- */
-function drainable(server: Server, stopping: () => boolean): Server {
-  server.on('request', (_req, res) => {
-    res.once('finish', () => {
-      if (stopping()) setImmediate(() => server.closeIdleConnections());
-    });
-  });
-  return server;
-}
-
-function close(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    // Keep-alive connections with no request in flight would hold close() open.
-    server.closeIdleConnections();
-  });
+  const reloadTls = () => ({ api: tcp.reloadTls(), xks: xks?.reloadTls() ?? false });
+  return { deps, token, keyStores, reconciled, scheduler, audit: trail, port, scheme: tcp.scheme, socketPath: config.socketPath, reloadTls, xks, stop };
 }
