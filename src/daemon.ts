@@ -6,7 +6,6 @@ import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
-import { TokenSealer } from './audit/sealer.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -23,7 +22,7 @@ import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
-import { followCredentialChanges, openMetadataStore, startLeadership } from './cluster/node.js';
+import { followCredentialChanges, openMetadataStore, openSealer, startLeadership } from './cluster/node.js';
 import { metricsRouter } from './metrics/http.js';
 import { clientPrincipalCheck } from './net/client-principals.js';
 import { startListener } from './net/listener.js';
@@ -95,7 +94,8 @@ export async function startDaemon(
         ...config.audit,
         region: config.region,
         accountId: config.accountId,
-        sealer: await TokenSealer.open(token, true),
+        sealer: await openSealer(store, token, config.database?.nodeId),
+        nodeId: config.database?.nodeId,
         clock,
         log,
       })

@@ -27,6 +27,8 @@ export interface AuditTrailOptions {
   sealer: Sealer;
   clock: Clock;
   log: Logger;
+  /** With several daemons (README, High availability): this node's id, in every record of its own chain. */
+  nodeId?: string | undefined;
 }
 
 /** Why a file's start record says the previous file did not end cleanly (see README, "Audit trail"). */
@@ -244,7 +246,7 @@ export class AuditTrail implements Audit {
   /** Chains a record: assigns the next seq, links it to the previous hash, appends its hash. */
   private chain(record: Record<string, unknown>): string {
     const seq = this.seq + 1;
-    const { line, hash } = withHash(JSON.stringify({ ...record, seq, prev: this.prev }));
+    const { line, hash } = withHash(JSON.stringify({ ...record, nodeId: this.opts.nodeId, seq, prev: this.prev }));
     this.seq = seq;
     this.prev = hash;
     return line;
@@ -255,6 +257,7 @@ export class AuditTrail implements Audit {
     const body = JSON.stringify({
       eventType: RECORD_SEAL,
       eventTime: this.opts.clock.now().toISOString(),
+      nodeId: this.opts.nodeId,
       sealedThrough: this.seq,
       final,
       nextFile,

@@ -1,5 +1,7 @@
 import { join } from 'node:path';
+import { TokenSealer } from '../audit/sealer.js';
 import type { CredentialRegistry } from '../authz/credentials.js';
+import type { Token } from '../hsm/token.js';
 import type { Config } from '../config.js';
 import type { KmsDeps } from '../kms/context.js';
 import { reconcile } from '../kms/reconcile.js';
@@ -23,6 +25,19 @@ export async function openMetadataStore(config: Config, log: Logger): Promise<Me
   });
   log.info({ node: config.database.nodeId, instance: store.instanceId }, 'metadata store: PostgreSQL (shared by every node)');
   return store;
+}
+
+/**
+ * The audit sealer. Nodes sharing a token share its audit seal key (made once: under the cluster
+ * lock, so two nodes starting together do not both create one) and keep one chain head each.
+ */
+export async function openSealer(store: MetadataStore, token: Token, nodeId: string | undefined): Promise<TokenSealer> {
+  const unlock = await store.shared?.lockKey('p11kms-audit-seal-key');
+  try {
+    return await TokenSealer.open(token, true, nodeId);
+  } finally {
+    await unlock?.();
+  }
 }
 
 /** How often a follower tries to take the leader lock: the failover bound after the leader's connection ends. */

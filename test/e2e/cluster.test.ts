@@ -3,12 +3,17 @@ import {
   GetKeyPolicyCommand, ListKeyRotationsCommand, PutKeyPolicyCommand, RevokeGrantCommand, RotateKeyOnDemandCommand,
   ScheduleKeyDeletionCommand, TagResourceCommand, ListResourceTagsCommand,
 } from '@aws-sdk/client-kms';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall } from '../../src/cli/credentials.js';
 import { ACCOUNT, client, failure } from '../helpers/daemon.js';
 import { leaderOf, startNode, until, type ClusterNode } from '../helpers/cluster.js';
 import { sharedPgCluster } from '../helpers/postgres.js';
-import { createTempToken, type TempToken } from '../helpers/softhsm.js';
+import { createTempToken, SOFTHSM_MODULE, type TempToken } from '../helpers/softhsm.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
 
 /**
  * Three daemons (child processes) on one PostgreSQL database and one SoftHSM2 token directory:
@@ -193,3 +198,33 @@ describe('background jobs on one node', () => {
   });
 });
 
+describe('audit with several writers', () => {
+  it('every node keeps its own chain with its node id; `p11kms audit verify` checks a directory of all of them, per node', async () => {
+    await Promise.all(nodes.map((n) => n.kill('SIGTERM')));
+    const trails = join(token.dir, 'trails');
+    mkdirSync(trails);
+    for (const n of nodes) cpSync(join(n.dataDir, 'audit'), join(trails, n.id), { recursive: true });
+    for (const n of nodes) {
+      const lines = readdirSync(join(trails, n.id)).flatMap((f) => readFileSync(join(trails, n.id, f), 'utf8').trim().split('\n'));
+      expect(lines.length).toBeGreaterThan(2);
+      expect(new Set(lines.map((l) => (JSON.parse(l) as { nodeId?: string }).nodeId))).toEqual(new Set([n.id]));
+    }
+    const { stdout, code } = await new Promise<{ stdout: string; code: number | null }>((resolve) => {
+      execFile(process.execPath, [join(ROOT, 'dist/entry.cjs'), 'audit', 'verify', trails], {
+        env: { PATH: process.env.PATH, SOFTHSM2_CONF: token.conf, P11KMS_PKCS11_MODULE: SOFTHSM_MODULE, P11KMS_TOKEN_LABEL: token.label,
+          P11KMS_PIN_FILE: join(token.dir, 'softhsm', 'user.pin'), P11KMS_DATA_DIR: join(token.dir, 'unused') },
+      }, (e, out) => resolve({ stdout: out, code: e ? (e as { code?: number }).code ?? 1 : 0 }));
+    });
+    for (const n of nodes) expect(stdout).toMatch(new RegExp(`node ${n.id}:\\n[^]*?VERIFIED`));
+    expect(code).toBe(0);
+    // Removing a record from one node's trail is found, and named for that node.
+    const victim = join(trails, nodes[0]!.id);
+    const file = join(victim, readdirSync(victim).sort()[0]!);
+    const lines = readFileSync(file, 'utf8').split('\n');
+    writeFileSync(file, [...lines.slice(0, 2), ...lines.slice(3)].join('\n'));
+    const after = await new Promise<string>((resolve) => {
+      execFile(process.execPath, [join(ROOT, 'dist/entry.cjs'), 'audit', 'verify', '--no-token', trails], { env: { PATH: process.env.PATH } }, (_e, out) => resolve(out));
+    });
+    expect(after).toMatch(new RegExp(`node ${nodes[0]!.id}:\\n[^]*?FAILED`));
+  });
+});
