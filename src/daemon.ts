@@ -11,12 +11,13 @@ import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
 import { Authz } from './authz/engine.js';
-import { SecretBox } from './authz/secret-box.js';
+import { SecretBox } from './kms/secret-box.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';
 import { Token } from './hsm/token.js';
 import type { KmsDeps } from './kms/context.js';
+import { readiness } from './kms/health.js';
 import { KeyStoreRegistry } from './kms/key-store-registry.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { reconcileImportKeys } from './kms/import.js';
@@ -137,7 +138,7 @@ export async function startDaemon(
     res.setHeader('x-amzn-RequestId', randomUUID());
     next();
   });
-  app.use(healthRouter(token, keyStores));
+  app.use(healthRouter(() => readiness(token, keyStores)));
   if (config.metrics.enabled) app.use(metricsRouter(config.metrics.bearerToken));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
 import type { Clock } from '../../clock.js';
 import { Errors, KmsError, isKmsError } from '../../errors.js';
+import { callKeyFacts } from '../../kms/call-facts.js';
 import type { KmsDeps, RequestContext } from '../../kms/context.js';
 import { operations } from '../../kms/operations.js';
 import { parse } from '../../kms/validation.js';
@@ -150,7 +151,8 @@ async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo,
     logFailure(opts.log, failure, err, call, started);
   }
   try {
-    await opts.deps.audit.record(awsCallEvent(opts.deps, call, output as Record<string, unknown> | undefined, err));
+    const result = output as Record<string, unknown> | undefined;
+    await opts.deps.audit.record(awsCallEvent(call, result, err, callKeyFacts(opts.deps, call, result)));
   } catch (e) {
     opts.log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
     if (opts.deps.audit.failClosed) {

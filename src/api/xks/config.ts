@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { XksKeyBinding } from '../../kms/xks.js';
+import type { XksKeyBinding } from '../../model/xks.js';
 import { isLoopbackHost, listFromEnv, resolveTls, tlsFileFields, type TlsSettings } from '../../net/tls-settings.js';
 import { Secret } from '../../secret.js';
 

@@ -5,12 +5,11 @@ import type { Clock } from '../../clock.js';
 import { isKmsError } from '../../errors.js';
 import type { KmsDeps } from '../../kms/context.js';
 import {
-  XksHealthCheck, XksKeyResolver, xksDecrypt, xksEncrypt, xksKeyMetadata, type XksKeyBinding,
+  XksHealthCheck, XksKeyResolver, xksDecrypt, xksEncrypt, xksKeyMetadata, type XksDaemonKey, type XksKeyBinding,
 } from '../../kms/xks.js';
 import type { Logger } from '../../log.js';
 import { isSecureTransport, startListener, type Listener } from '../../net/listener.js';
 import { requestDuration, requestErrors, requests } from '../../metrics/metrics.js';
-import type { KeyRecord } from '../../store/types.js';
 import { secondaryAuthorize, XksAuthenticator, type XksKeyOperation } from './auth.js';
 import type { XksConfig } from './config.js';
 import { errorBody, toXksError, XksError, type XksErrorName } from './errors.js';
@@ -40,8 +39,10 @@ export interface XksAuditEvent {
   operation?: XksOperation | undefined;
   uriPrefix?: string | undefined;
   externalKeyId?: string | undefined;
-  /** The daemon key the external key id resolved to. */
+  /** The daemon key the external key id resolved to (its id, ARN and account: the audit event names it). */
   keyId?: string | undefined;
+  keyArn?: string | undefined;
+  keyAccountId?: string | undefined;
   /** The XKS SigV4 access key id that authenticated the request. */
   accessKeyId?: string | undefined;
   sourceIp?: string | undefined;
@@ -178,7 +179,7 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       } else {
         log.debug({ requestId, op: event.operation, ms: event.durationMs }, 'XKS request');
       }
-      audit.record(xksCallEvent(opts.deps, event)).then(
+      audit.record(xksCallEvent(event)).then(
         () => undefined,
         (e: unknown) => {
           log.error({ requestId, op: event.operation, err: (e as Error)?.message }, 'XKS audit event not written');
@@ -257,14 +258,16 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       return healthStatus();
     }
 
-    const binding = (): { binding: XksKeyBinding; key: KeyRecord } => {
+    const binding = (): { binding: XksKeyBinding; key: XksDaemonKey } => {
       const b = r.state.keys.get(r.externalKeyId as string);
       if (!b) throw new XksError('KeyNotFoundException', `The external key ${(r.externalKeyId as string).slice(0, 128)} is not found.`);
       const key = resolver.resolve(b);
       event.keyId = key.keyId;
+      event.keyArn = key.arn;
+      event.keyAccountId = key.accountId;
       return { binding: b, key };
     };
-    const authorizeKey = (op: XksKeyOperation, meta: RequestMetadata & { awsPrincipalArn: string }, key: KeyRecord) => {
+    const authorizeKey = (op: XksKeyOperation, meta: RequestMetadata & { awsPrincipalArn: string }, key: XksDaemonKey) => {
       if (opts.config.secondaryAuthorization) {
         secondaryAuthorize(op, meta, key, {
           accessKeyId, requestId, sourceIp: req.socket.remoteAddress, authz: opts.deps.authz, secureTransport: isSecureTransport(req.socket),
