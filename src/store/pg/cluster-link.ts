@@ -39,6 +39,7 @@ export interface ClusterLinkOptions {
 }
 
 const HOLE_WINDOW_MS = 30_000;
+const TRIM_EVERY_MS = 60_000;
 
 export class ClusterLink {
   private client: pg.Client | undefined;
@@ -48,6 +49,7 @@ export class ClusterLink {
   private lastConfirmed = 0;
   private wasFresh = false;
   private leader = false;
+  private lastTrim = 0;
   private readonly heldKeys = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -179,6 +181,11 @@ export class ClusterLink {
         const r = await this.query(c, 'SELECT pg_try_advisory_lock($1, 0) AS ok', [NS_LEADER]);
         this.leader = r.rows[0]?.ok === true;
         if (this.leader) this.opts.log.info({ instance: this.opts.instanceId }, 'this node is now the leader (background jobs run here)');
+      }
+      if (this.leader && Date.now() - this.lastTrim > TRIM_EVERY_MS) {
+        this.lastTrim = Date.now();
+        // The change log only serves the poll and its 30 s hole window: an hour is plenty.
+        await this.query(c, "DELETE FROM p11kms_changes WHERE at < now() - interval '1 hour'");
       }
     } catch {
       // A failed query is not a lost lock; a lost connection is (see `lost` above).
