@@ -5,6 +5,8 @@
 // BENCH_WARMUP_SECONDS (default 3), BENCH_KEEP=1 keeps the temp dir, BENCH_CPU_PROF=DIR runs the
 // daemon with --cpu-prof into DIR, BENCH_ROWS=Encrypt,Decrypt,... limits the daemon rows,
 // BENCH_DAEMON_ENV='{"P11KMS_AUDIT_DURABILITY":"write"}' adds daemon environment.
+// BENCH_DATABASE_URL=postgresql://… adds Encrypt rows on the PostgreSQL store with 1 and N worker
+// processes (P11KMS_WORKERS, N = CPUs or BENCH_WORKERS), same machine, same run.
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { HttpRequest } from '@smithy/protocol-http';
@@ -75,8 +77,8 @@ function rssMb(pid) {
   }
 }
 
-async function startDaemon(dir, conf) {
-  const extra = process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {};
+async function startDaemon(dir, conf, more = {}, listeners = 1) {
+  const extra = { ...(process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {}), ...more };
   const args = [];
   if (process.env.BENCH_CPU_PROF) args.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`);
   args.push(join(ROOT, 'dist/entry.cjs'));
@@ -97,7 +99,7 @@ async function startDaemon(dir, conf) {
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const deadline = Date.now() + 30_000;
-  while (!/"msg":"p11kms listening"/.test(out)) {
+  while ((out.match(/"msg":"p11kms listening"/g) ?? []).length < listeners) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`daemon did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -172,6 +174,31 @@ function xksRow() {
   }
 }
 
+/** Encrypt on the PostgreSQL store: one daemon process, then N worker processes behind the same port. */
+async function workerRows(dir, conf) {
+  const rows = [];
+  const n = Number(process.env.BENCH_WORKERS ?? os.cpus().length);
+  for (const workers of [1, n]) {
+    const env = { P11KMS_DATABASE_URL: process.env.BENCH_DATABASE_URL, P11KMS_WORKERS: String(workers), P11KMS_DATA_DIR: join(dir, `data-pg-${workers}`) };
+    const daemon = await startDaemon(dir, conf, env, workers);
+    try {
+      const kms = new KMSClient({ endpoint: `http://127.0.0.1:${daemon.port}`, region: REGION, credentials: CREDENTIALS });
+      const key = (await kms.send(new CreateKeyCommand({ Description: 'bench workers' }))).KeyMetadata;
+      const bodies = Array.from({ length: 64 }, (_, i) => JSON.stringify({ KeyId: key.KeyId, Plaintext: b64(Buffer.alloc(32, i)), EncryptionContext: ENCRYPTION_CONTEXT }));
+      log(`Encrypt, PostgreSQL, ${workers} process(es): warm-up ${WARMUP} s, then ${SECONDS} s`);
+      if (WARMUP > 0) await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), WARMUP, daemon.child.pid);
+      // CPU and RSS of the supervisor only: with workers they are in the children (not counted here).
+      const r = await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), SECONDS, daemon.child.pid);
+      log(`Encrypt, PostgreSQL, ${workers} process(es): ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`);
+      rows.push({ name: `daemon Encrypt, PostgreSQL store, ${workers} process${workers > 1 ? 'es' : ''}`, ...r, ...(workers > 1 ? { peakRssMb: undefined, cpuUsPerReq: undefined } : {}) });
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await new Promise((r) => daemon.child.once('exit', r));
+    }
+  }
+  return rows;
+}
+
 const b64 = (b) => Buffer.from(b).toString('base64');
 const fmt = (x, d = 0) => (x === undefined ? '–' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
 
@@ -236,6 +263,7 @@ async function main() {
     rows.hwm = hwm;
   }
 
+  if (process.env.BENCH_DATABASE_URL) rows.push(...(await workerRows(dir, conf)));
   if (ROWS.includes('XKS')) rows.push(xksRow());
 
   log('limit again (the machine is shared: the ratio uses the mean of both runs)');

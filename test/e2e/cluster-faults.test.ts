@@ -1,9 +1,9 @@
 import { CreateAliasCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { leaderOf, startNode, until, type ClusterNode } from '../helpers/cluster.js';
+import { leaderOf, startNode, startNodes, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
 import { inspectToken } from '../helpers/inspect.js';
 import { sharedPgCluster } from '../helpers/postgres.js';
-import { createTempToken, type TempToken } from '../helpers/softhsm.js';
+import type { TempToken } from '../helpers/softhsm.js';
 
 /**
  * kill -9 of one of three nodes (the leader) under mixed load, with clients failing over to
@@ -19,15 +19,10 @@ const pg = () => sharedPgCluster();
 const text = (s: string) => new TextEncoder().encode(s);
 
 beforeAll(async () => {
-  token = createTempToken();
-  url = pg().createDatabase(DB);
-  nodes = await Promise.all(['a', 'b', 'c'].map((id) => startNode({ token, databaseUrl: url, id })));
+  ({ token, url, nodes } = await startNodes(DB));
 }, 90_000);
 
-afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.kill('SIGKILL')));
-  token?.cleanup();
-});
+afterAll(() => stopNodes(nodes, token));
 
 /** A client that tries the next node when one does not answer (no HTTP status: refused, reset). */
 function failoverClient(all: () => ClusterNode[]) {

@@ -9,9 +9,9 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall } from '../../src/cli/credentials.js';
 import { ACCOUNT, client, failure } from '../helpers/daemon.js';
-import { leaderOf, startNode, until, type ClusterNode } from '../helpers/cluster.js';
+import { leaderOf, startNodes, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
 import { sharedPgCluster } from '../helpers/postgres.js';
-import { createTempToken, SOFTHSM_MODULE, type TempToken } from '../helpers/softhsm.js';
+import { SOFTHSM_MODULE, type TempToken } from '../helpers/softhsm.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -29,16 +29,10 @@ let nodes: ClusterNode[] = [];
 const pg = () => sharedPgCluster();
 
 beforeAll(async () => {
-  token = createTempToken();
-  url = pg().createDatabase(DB);
-  // All three at once: migrations run under an advisory lock, the audit seal key is made once.
-  nodes = await Promise.all(['a', 'b', 'c'].map((id) => startNode({ token, databaseUrl: url, id })));
+  ({ token, url, nodes } = await startNodes(DB));
 }, 90_000);
 
-afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.kill('SIGKILL')));
-  token?.cleanup();
-});
+afterAll(() => stopNodes(nodes, token));
 
 const [a, b, c] = [() => nodes[0]!, () => nodes[1]!, () => nodes[2]!];
 const text = (s: string) => new TextEncoder().encode(s);

@@ -2,7 +2,8 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { client } from './daemon.js';
-import { SOFTHSM_MODULE, type TempToken } from './softhsm.js';
+import { sharedPgCluster } from './postgres.js';
+import { createTempToken, SOFTHSM_MODULE, type TempToken } from './softhsm.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -100,4 +101,17 @@ export async function until(fn: () => Promise<boolean>, timeoutMs = 10_000, step
 /** Which node logged that it became the leader most recently (undefined: none yet). */
 export function leaderOf(nodes: ClusterNode[]): ClusterNode | undefined {
   return nodes.find((n) => n.child.exitCode === null && n.child.signalCode === null && /now the leader/.test(n.output()));
+}
+
+/** Nodes started all at once (migrations run under an advisory lock, the audit seal key is made once) on a new token and database. */
+export async function startNodes(database: string, ids = ['a', 'b', 'c']): Promise<{ token: TempToken; url: string; nodes: ClusterNode[] }> {
+  const token = createTempToken();
+  const url = sharedPgCluster().createDatabase(database);
+  const nodes = await Promise.all(ids.map((id) => startNode({ token, databaseUrl: url, id })));
+  return { token, url, nodes };
+}
+
+export async function stopNodes(nodes: ClusterNode[], token: TempToken | undefined): Promise<void> {
+  await Promise.all(nodes.map((n) => n.kill('SIGKILL')));
+  token?.cleanup();
 }
