@@ -29,7 +29,8 @@ let nodes: ClusterNode[] = [];
 const pg = () => sharedPgCluster();
 
 beforeAll(async () => {
-  ({ token, url, nodes } = await startNodes(DB));
+  // Ticks every 500 ms: a deletion made due after the leader is killed is not left to a 60 s tick.
+  ({ token, url, nodes } = await startNodes(DB, { P11KMS_SCHEDULER_INTERVAL_MS: '500' }));
 }, 90_000);
 
 afterAll(() => stopNodes(nodes, token));

@@ -104,10 +104,14 @@ export function leaderOf(nodes: ClusterNode[]): ClusterNode | undefined {
 }
 
 /** Nodes started all at once (migrations run under an advisory lock, the audit seal key is made once) on a new token and database. */
-export async function startNodes(database: string, ids = ['a', 'b', 'c']): Promise<{ token: TempToken; url: string; nodes: ClusterNode[] }> {
+export async function startNodes(
+  database: string,
+  env: Record<string, string> = {},
+  ids = ['a', 'b', 'c'],
+): Promise<{ token: TempToken; url: string; nodes: ClusterNode[] }> {
   const token = createTempToken();
   const url = sharedPgCluster().createDatabase(database);
-  const nodes = await Promise.all(ids.map((id) => startNode({ token, databaseUrl: url, id })));
+  const nodes = await Promise.all(ids.map((id) => startNode({ token, databaseUrl: url, id, env })));
   return { token, url, nodes };
 }
 
