@@ -3,33 +3,27 @@
 //
 // Environment: BENCH_SECONDS (per row, default 10), BENCH_CONNECTIONS (default 16),
 // BENCH_WARMUP_SECONDS (default 3), BENCH_KEEP=1 keeps the temp dir, BENCH_CPU_PROF=DIR runs the
-// daemon with --cpu-prof into DIR, BENCH_ROWS=Encrypt,Decrypt,... limits the daemon rows,
-// BENCH_DAEMON_ENV='{"P11KMS_AUDIT_DURABILITY":"write"}' adds daemon environment.
-// BENCH_DATABASE_URL=postgresql://… adds Encrypt rows on the PostgreSQL store with 1 and N worker
-// processes (P11KMS_WORKERS, N = CPUs or BENCH_WORKERS), same machine, same run.
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
-import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { execFileSync, spawn } from 'node:child_process';
+// daemon with --cpu-prof into DIR, BENCH_ROWS=Encrypt,Encrypt1,Decrypt,... limits the daemon rows
+// (Encrypt1: one connection, sequential),
+// BENCH_DAEMON_ENV='{"P11KMS_AUDIT_DURABILITY":"write"}' adds daemon environment,
+// BENCH_ENTRY=path runs another build of the daemon (A/B runs), BENCH_NO_LIMIT=1 skips the limit,
+// BENCH_RATE=N offers N requests/s in all instead of as many as the connections can send.
+// HSM rows (Encrypt through the HSM emulator): see bench/hsm-rows.js for BENCH_HSM_SECONDS,
+// BENCH_HSM_LATENCIES and BENCH_HSM_POOLS.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import {
+  AAD_BYTES, LABEL, load as loadWith, log, makeToken, MODULE, presign, requestBodies, ROOT, rssMb, runNode, startDaemon,
+} from './lib.js';
+import { hsmRows, hsmTable } from './hsm-rows.js';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
-const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Decrypt,GenerateDataKey,Sign,XKS').split(',');
-const MODULE = process.env.P11KMS_PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
-const CREDENTIALS = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
-const REGION = 'us-east-1';
-const LABEL = 'p11kms-bench';
-/** The daemon's AAD for these requests: 21-byte blob header + canonical {"purpose":"bench"} (24 bytes). */
-const ENCRYPTION_CONTEXT = { purpose: 'bench' };
-const AAD_BYTES = 21 + 4 + 8 + 'purpose'.length + 'bench'.length;
-
-const log = (m) => process.stderr.write(`bench: ${m}\n`);
+const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Encrypt1,Decrypt,GenerateDataKey,Sign,XKS,HSM').split(',');
+const RATE = Number(process.env.BENCH_RATE) || undefined;
 
 function machine() {
   const cpu = os.cpus();
@@ -57,104 +51,6 @@ function machine() {
 
 const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
-function runNode(args, opts = {}) {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'], ...opts });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.on('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`${args[0]} exited ${code}`))));
-    if (opts.input !== undefined) child.stdin.end(opts.input);
-    else child.stdin.end();
-  });
-}
-
-function rssMb(pid) {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024 };
-  } catch {
-    return { rss: 0, hwm: 0 };
-  }
-}
-
-async function startDaemon(dir, conf, more = {}, listeners = 1) {
-  const extra = { ...(process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {}), ...more };
-  const args = [];
-  if (process.env.BENCH_CPU_PROF) args.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`);
-  args.push(join(ROOT, 'dist/entry.cjs'));
-  const child = spawn(process.execPath, args, {
-    env: {
-      PATH: process.env.PATH,
-      SOFTHSM2_CONF: conf,
-      P11KMS_DATA_DIR: join(dir, 'data'),
-      P11KMS_PORT: '0',
-      P11KMS_PKCS11_MODULE: MODULE,
-      P11KMS_TOKEN_LABEL: LABEL,
-      P11KMS_PIN_FILE: join(dir, 'softhsm', 'user.pin'),
-      P11KMS_LOG_LEVEL: 'info',
-      ...extra,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  const deadline = Date.now() + 30_000;
-  while ((out.match(/"msg":"p11kms listening"/g) ?? []).length < listeners) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`daemon did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const port = JSON.parse(out.split('\n').find((l) => l.includes('p11kms listening'))).port;
-  return { child, port, output: () => out };
-}
-
-/** A pool of distinct requests, each signed now (SigV4 allows 5 minutes of skew: each row re-signs). */
-async function presign(port, target, bodies) {
-  const signer = new SignatureV4({ service: 'kms', region: REGION, credentials: CREDENTIALS, sha256: Sha256 });
-  const host = `127.0.0.1:${port}`;
-  const out = [];
-  for (const body of bodies) {
-    const req = new HttpRequest({
-      method: 'POST', protocol: 'http:', hostname: '127.0.0.1', port, path: '/',
-      headers: { host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `TrentService.${target}` },
-      body,
-    });
-    const signed = await signer.sign(req);
-    out.push({ method: 'POST', path: '/', headers: signed.headers, body });
-  }
-  return out;
-}
-
-/** CPU time (user + system, ms) a process has used so far; `sys` alone when asked. */
-function cpuMs(pid, sysOnly = false) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((sysOnly ? Number(f[12]) : Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks (USER_HZ = 100)
-  } catch {
-    return 0;
-  }
-}
-
-async function load(port, requests, seconds, pid) {
-  const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections: CONNECTIONS, seconds, requests });
-  const cpu0 = cpuMs(pid);
-  const sys0 = cpuMs(pid, true);
-  let peak = 0;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, rssMb(pid).rss);
-  }, 50);
-  try {
-    const r = await runNode([join(ROOT, 'bench/load.js')], { input: job });
-    const cpu = cpuMs(pid) - cpu0;
-    const sys = cpuMs(pid, true) - sys0;
-    return {
-      ...r, peakRssMb: Math.max(peak, rssMb(pid).rss), cpuUsPerReq: (cpu * 1000) / Math.max(1, r.ok),
-      sysUsPerReq: (sys * 1000) / Math.max(1, r.ok), daemonCores: cpu / 1000 / r.seconds, loadCores: r.cpuMs / 1000 / r.seconds,
-    };
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 /**
  * XKS Encrypt through bench/xks-encrypt.mjs (its own daemon with the XKS listener on HTTPS,
  * SigV4 service kms-xks-proxy), run after the main daemon has stopped so the two do not compete.
@@ -174,32 +70,6 @@ function xksRow() {
   }
 }
 
-/** Encrypt on the PostgreSQL store: one daemon process, then N worker processes behind the same port. */
-async function workerRows(dir, conf) {
-  const rows = [];
-  const n = Number(process.env.BENCH_WORKERS ?? os.cpus().length);
-  for (const workers of [1, n]) {
-    const env = { P11KMS_DATABASE_URL: process.env.BENCH_DATABASE_URL, P11KMS_WORKERS: String(workers), P11KMS_DATA_DIR: join(dir, `data-pg-${workers}`) };
-    const daemon = await startDaemon(dir, conf, env, workers);
-    try {
-      const kms = new KMSClient({ endpoint: `http://127.0.0.1:${daemon.port}`, region: REGION, credentials: CREDENTIALS });
-      const key = (await kms.send(new CreateKeyCommand({ Description: 'bench workers' }))).KeyMetadata;
-      const bodies = Array.from({ length: 64 }, (_, i) => JSON.stringify({ KeyId: key.KeyId, Plaintext: b64(Buffer.alloc(32, i)), EncryptionContext: ENCRYPTION_CONTEXT }));
-      log(`Encrypt, PostgreSQL, ${workers} process(es): warm-up ${WARMUP} s, then ${SECONDS} s`);
-      if (WARMUP > 0) await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), WARMUP, daemon.child.pid);
-      // CPU and RSS of the supervisor only: with workers they are in the children (not counted here).
-      const r = await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), SECONDS, daemon.child.pid);
-      log(`Encrypt, PostgreSQL, ${workers} process(es): ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`);
-      rows.push({ name: `daemon Encrypt, PostgreSQL store, ${workers} process${workers > 1 ? 'es' : ''}`, ...r, ...(workers > 1 ? { peakRssMb: undefined, cpuUsPerReq: undefined } : {}) });
-    } finally {
-      daemon.child.kill('SIGTERM');
-      await new Promise((r) => daemon.child.once('exit', r));
-    }
-  }
-  return rows;
-}
-
-const b64 = (b) => Buffer.from(b).toString('base64');
 const fmt = (x, d = 0) => (x === undefined ? '–' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
 
 async function main() {
@@ -207,54 +77,43 @@ async function main() {
   const loadBefore = loadavg();
   const dir = mkdtempSync(join(os.tmpdir(), 'p11kms-bench-'));
   log(`temp dir ${dir}`);
-  execFileSync(join(ROOT, 'softhsm/create-token.sh'), [join(dir, 'softhsm'), LABEL], { stdio: 'ignore' });
-  const conf = join(dir, 'softhsm', 'softhsm2.conf');
-  const pinFile = join(dir, 'softhsm', 'user.pin');
+  const { conf, pinFile } = makeToken(dir);
   const limitArgs = [join(ROOT, 'bench/limit.js'), MODULE, LABEL, pinFile, String(SECONDS), String(AAD_BYTES)];
   const limitEnv = { env: { ...process.env, SOFTHSM2_CONF: conf } };
 
   log('limit: AES-256-GCM in the token through pkcs11js, one thread');
-  const limitBefore = await runNode(limitArgs, limitEnv);
+  const skipLimit = () => ({ rps: NaN, p50: NaN, p99: NaN });
+  const limitBefore = process.env.BENCH_NO_LIMIT ? skipLimit() : await runNode(limitArgs, limitEnv);
   log(`limit ${fmt(limitBefore.rps)} ops/s`);
 
-  const daemon = await startDaemon(dir, conf);
+  const daemon = await startDaemon(dir, conf, {
+    entry: process.env.BENCH_ENTRY,
+    env: process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {},
+    cpuProfDir: process.env.BENCH_CPU_PROF,
+  });
   const rows = [];
   try {
-    const kms = new KMSClient({ endpoint: `http://127.0.0.1:${daemon.port}`, region: REGION, credentials: CREDENTIALS });
-    const key = (await kms.send(new CreateKeyCommand({ Description: 'bench' }))).KeyMetadata;
-    const samples = [];
-    for (let i = 0; i < 64; i++) {
-      const pt = Buffer.alloc(32, i);
-      const enc = await kms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: pt, EncryptionContext: ENCRYPTION_CONTEXT }));
-      samples.push({ pt, ct: enc.CiphertextBlob });
-    }
-    let signKey;
-    try {
-      signKey = (await kms.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata;
-    } catch (e) {
-      log(`Sign row skipped: ${e.name}: ${e.message}`);
-    }
-    const bodies = {
-      Encrypt: samples.map((s) => JSON.stringify({ KeyId: key.KeyId, Plaintext: b64(s.pt), EncryptionContext: ENCRYPTION_CONTEXT })),
-      Decrypt: samples.map((s) => JSON.stringify({ CiphertextBlob: b64(s.ct), EncryptionContext: ENCRYPTION_CONTEXT })),
-      GenerateDataKey: samples.map(() => JSON.stringify({ KeyId: key.KeyId, KeySpec: 'AES_256', EncryptionContext: ENCRYPTION_CONTEXT })),
-      Sign: signKey
-        ? samples.map((s) =>
-            JSON.stringify({ KeyId: signKey.KeyId, Message: b64(Buffer.alloc(32, s.pt[0])), MessageType: 'DIGEST', SigningAlgorithm: 'ECDSA_SHA_256' }))
-        : undefined,
-    };
-    for (const op of ['Encrypt', 'Decrypt', 'GenerateDataKey', 'Sign']) {
-      if (!ROWS.includes(op)) continue;
+    const bodies = await requestBodies(daemon.port);
+    // Encrypt1: Encrypt over one connection, one request at a time (latency of a lone request,
+    // which the audit trail's group commit must not make wait for more than one fdatasync).
+    for (const row of ['Encrypt', 'Encrypt1', 'Decrypt', 'GenerateDataKey', 'Sign']) {
+      if (!ROWS.includes(row)) continue;
+      const sequential = row === 'Encrypt1';
+      const op = sequential ? 'Encrypt' : row;
+      const name = sequential ? 'daemon Encrypt, one connection, sequential' : `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`;
+      const load = (port, requests, seconds, pid) =>
+        loadWith(port, requests, seconds, pid, { connections: sequential ? 1 : CONNECTIONS, rate: RATE, sequential });
       if (!bodies[op]) {
-        rows.push({ name: `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`, na: op === 'Sign' ? 'n/a until issue 5 lands' : 'n/a' });
+        rows.push({ name, na: op === 'Sign' ? 'n/a until issue 5 lands' : 'n/a' });
         continue;
       }
-      log(`${op}: warm-up ${WARMUP} s, then ${SECONDS} s at ${CONNECTIONS} connections`);
+      log(`${row}: warm-up ${WARMUP} s, then ${SECONDS} s at ${sequential ? 1 : CONNECTIONS} connection(s)${sequential ? ', sequential' : ''}`);
       if (WARMUP > 0) await load(daemon.port, await presign(daemon.port, op, bodies[op]), WARMUP, daemon.child.pid);
       const r = await load(daemon.port, await presign(daemon.port, op, bodies[op]), SECONDS, daemon.child.pid);
-      if (r.non2xx || r.errors || r.timeouts) log(`${op}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
-      log(`${op}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores; load generator ${r.loadCores.toFixed(2)} cores)`);
-      rows.push({ name: `daemon ${op}${op === 'Sign' ? ' (ECDSA P-256)' : ''}`, ...r });
+      if (r.non2xx || r.errors || r.timeouts) log(`${row}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
+      log(`${row}: ${fmt(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, peak RSS ${fmt(r.peakRssMb)} MB, daemon CPU ${fmt(r.cpuUsPerReq)} µs/request (of which system ${fmt(r.sysUsPerReq)}; ${r.daemonCores.toFixed(2)} cores; load generator ${r.loadCores.toFixed(2)} cores)`);
+      log(`${row}: µs per request by thread: ${r.threads}`);
+      rows.push({ name, connections: sequential ? 1 : CONNECTIONS, ...r });
     }
   } finally {
     const hwm = rssMb(daemon.child.pid).hwm;
@@ -263,11 +122,11 @@ async function main() {
     rows.hwm = hwm;
   }
 
-  if (process.env.BENCH_DATABASE_URL) rows.push(...(await workerRows(dir, conf)));
   if (ROWS.includes('XKS')) rows.push(xksRow());
+  const hsm = ROWS.includes('HSM') ? await hsmRows(dir, conf) : [];
 
   log('limit again (the machine is shared: the ratio uses the mean of both runs)');
-  const limitAfter = await runNode(limitArgs, limitEnv);
+  const limitAfter = process.env.BENCH_NO_LIMIT ? skipLimit() : await runNode(limitArgs, limitEnv);
   const limit = (limitBefore.rps + limitAfter.rps) / 2;
   const loadAfter = loadavg();
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
@@ -276,7 +135,7 @@ async function main() {
     `Machine: ${info.cpu}, ${info.memory} RAM, ${info.os}, Node ${info.node}, ${info.softhsm}.`,
     `Load average (1/5/15 min) before: ${loadBefore}; after: ${loadAfter}.`,
     `Daemon: one process, 8 token sessions, audit on (durability ${JSON.parse(process.env.BENCH_DAEMON_ENV ?? '{}').P11KMS_AUDIT_DURABILITY ?? 'fsync'}, fail-closed), SigV4 and authorization on every request, log level info.`,
-    `Load: autocannon in a separate process, ${CONNECTIONS} connections, keep-alive, ${SECONDS} s per row after ${WARMUP} s warm-up, 64 distinct pre-signed requests per row; 32-byte plaintexts, encryption context {"purpose":"bench"}. Daemon latencies are autocannon's (1 ms resolution); the limit's are per call.`,
+    `Load: autocannon in a separate process, ${CONNECTIONS} connections, keep-alive, ${SECONDS} s per row after ${WARMUP} s warm-up, 64 distinct pre-signed requests per row; 32-byte plaintexts, encryption context {"purpose":"bench"}. Daemon latencies are autocannon's (1 ms resolution), except the one-connection row (bench/sequential.js: one request at a time, timed per request); the limit's are per call.`,
     '',
     '| Measurement | Concurrency | Requests/s | p50 (ms) | p99 (ms) | Peak RSS (MB) | Daemon CPU per request (µs) | ÷ limit |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -286,10 +145,12 @@ async function main() {
     if (r.na) lines.push(`| ${r.name} | – | ${r.na} | | | | | |`);
     else {
       const flag = r.non2xx || r.errors ? ` (${r.non2xx} non-2xx, ${r.errors} errors)` : '';
-      lines.push(`| ${r.name}${flag} | ${CONNECTIONS} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUsPerReq)} | ${(r.rps / limit).toFixed(2)} |`);
+      const ms = (x) => (r.connections === 1 ? fmt(x, 2) : fmt(x));
+      lines.push(`| ${r.name}${flag} | ${r.connections ?? CONNECTIONS} | ${fmt(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUsPerReq)} | ${(r.rps / limit).toFixed(2)} |`);
     }
   }
   lines.push('', `Daemon peak RSS over the whole run (VmHWM): ${fmt(rows.hwm)} MB. Ratios use the mean limit, ${fmt(limit)} ops/s.`);
+  lines.push(...hsmTable(hsm));
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

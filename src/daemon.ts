@@ -6,6 +6,7 @@ import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
+import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -25,6 +26,7 @@ import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { followCredentialChanges, openMetadataStore, openSealer, startLeadership } from './cluster/node.js';
 import { metricsRouter } from './metrics/http.js';
+import { httpDate } from './api/http-date.js';
 import { clientPrincipalCheck } from './net/client-principals.js';
 import { startListener } from './net/listener.js';
 import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
@@ -77,9 +79,11 @@ export async function startDaemon(
       maxSessions: config.hsm.maxSessions,
       sessionWaitMs: config.hsm.sessionWaitMs,
       maxWaiters: config.hsm.maxWaiters,
-      modifiableFalse: config.hsm.capabilities.modifiableFalse,
+      capabilities: config.hsm.capabilities,
       moduleEnv: config.hsm.moduleEnv,
+      libraryParameters: config.hsm.libraryParameters,
       workerThreads: config.hsm.workerThreads,
+      callTimeoutMs: config.hsm.callTimeoutMs,
       observe: config.metrics.enabled ? observeTokenCall : undefined,
       onRecovered: (attempts) => {
         audit
@@ -102,7 +106,8 @@ export async function startDaemon(
       })
     : undefined;
   audit = trail ?? disabledAudit;
-  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit };
+  const keyUsage = new KeyUsageRecorder(store, log);
+  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit, keyUsage };
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
   const importKeys = await reconcileImportKeys(deps);
@@ -148,9 +153,13 @@ export async function startDaemon(
   const tls = config.listener.tls;
   const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
+  // The AWS handler writes its own Date with its other headers (see send() in its router).
+  const date = httpDate(clock);
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
-    res.setHeader('Date', clock.now().toUTCString());
-    aws(req, res, () => rest(req, res));
+    aws(req, res, () => {
+      res.setHeader('Date', date());
+      rest(req, res);
+    });
   };
 
   if (!tls && config.listener.plainHttpBehindTlsProxy) {
@@ -182,6 +191,7 @@ export async function startDaemon(
     throw e;
   }
   scheduler.start();
+  keyUsage.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -193,6 +203,7 @@ export async function startDaemon(
       await keyStores.stop();
       await trail?.close();
       unbindMetrics();
+      keyUsage.stop();
       token.close();
       await store.shared?.release();
       store.close();

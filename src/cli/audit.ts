@@ -65,7 +65,7 @@ export async function auditCli(argv: string[]): Promise<number> {
   try {
     if (!flags.has('--no-token') && config) {
       try {
-        token = Token.open({ ...config.hsm, maxSessions: 1, modifiableFalse: config.hsm.capabilities.modifiableFalse }, silentLogger);
+        token = Token.open({ ...config.hsm, maxSessions: 1 }, silentLogger);
         await TokenSealer.open(token, false);
       } catch (e) {
         process.stderr.write(`p11kms audit verify: cannot use the token: ${(e as Error).message}\n`);

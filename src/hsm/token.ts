@@ -4,18 +4,22 @@ import type { CURVES, HashName, KeyKind, PairUsage, SignScheme } from './asymmet
 import { ckrName, ckrOf } from './ckr.js';
 import { loadModule } from './module.js';
 import { TokenCore, TokenOpenError, type TokenOptions } from './session-core.js';
-import { AeadVerbs } from './verbs/aead.js';
+import { AeadVerbs, type AeadShape, type Sealed } from './verbs/aead.js';
 import { AsymmetricVerbs } from './verbs/asymmetric.js';
 import { DataObjectVerbs, type TokenObjectInfo } from './verbs/data-objects.js';
 import { HmacVerbs } from './verbs/hmac.js';
 import { RandomVerbs } from './verbs/random.js';
 import { WrapVerbs, type OaepHash } from './verbs/wrap.js';
+import { ImportVerbs, type ImportedKind, type ImportWrapping } from './verbs/import.js';
 
 export {
   AuthenticationFailed, describeReason, TokenOpenError, type TokenOptions, type TokenState,
 } from './session-core.js';
 export type { TokenObjectInfo } from './verbs/data-objects.js';
+export type { AeadShape, Sealed } from './verbs/aead.js';
+export type { AeadScheme } from './profile.js';
 export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
+export type { ImportedKind } from './verbs/import.js';
 
 /**
  * One PKCS#11 token as the rest of the daemon sees it: keys are object ids with verbs; raw
@@ -31,12 +35,13 @@ export class Token extends TokenCore {
   private readonly asymmetric = new AsymmetricVerbs(this);
   private readonly hmac = new HmacVerbs(this);
   private readonly wrap = new WrapVerbs(this);
+  private readonly imports = new ImportVerbs(this);
   private readonly rng = new RandomVerbs(this);
   private readonly objects = new DataObjectVerbs(this);
 
   /** Connects and logs in; throws a clear error (without the PIN) when that is impossible. */
   static open(opts: TokenOptions, log: Logger): Token {
-    const mod = loadModule(opts.module, opts.moduleEnv);
+    const mod = loadModule(opts.module, opts.moduleEnv, opts.libraryParameters);
     try {
       return new Token(mod, opts, log);
     } catch (e) {
@@ -49,11 +54,25 @@ export class Token extends TokenCore {
   generateAesKey(id: Buffer, label: string): Promise<void> {
     return this.aead.generateAesKey(id, label);
   }
-  encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
-    return this.aead.encryptGcm(id, iv, aad, plaintext);
+  /** The scheme and IV length seal() gives on this token (a ciphertext format records them). */
+  get aeadShape(): AeadShape {
+    return this.aead.shape;
   }
+  /** Authenticated encryption in the token; returns the IV actually used, whoever chose it. */
+  seal(id: Buffer, aad: Buffer, plaintext: Buffer): Promise<Sealed> {
+    return this.aead.seal(id, aad, plaintext);
+  }
+  /** Inverse of seal(); throws AuthenticationFailed when the value does not authenticate. */
+  open(id: Buffer, shape: AeadShape, iv: Buffer, aad: Buffer, sealed: Buffer): Promise<Buffer> {
+    return this.aead.open(id, shape, iv, aad, sealed);
+  }
+  /** AES-GCM with the caller's IV (ciphertext ‖ tag); refused on tokens that choose their own IVs. Prefer seal(). */
+  async encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
+    return (await this.aead.sealWithIv(id, iv, aad, plaintext)).sealed;
+  }
+  /** AES-GCM decryption with the IV given back (every GCM IV mode). Prefer open(). */
   decryptGcm(id: Buffer, iv: Buffer, aad: Buffer, ciphertextAndTag: Buffer): Promise<Buffer> {
-    return this.aead.decryptGcm(id, iv, aad, ciphertextAndTag);
+    return this.aead.open(id, { scheme: 'aes-gcm', ivBytes: iv.length }, iv, aad, ciphertextAndTag);
   }
 
   // ── Key pairs (verbs/asymmetric.ts) ──
@@ -94,16 +113,29 @@ export class Token extends TokenCore {
   missingForImport(wrapping: { hash: OaepHash; aesKeyWrap: boolean }): Promise<string | undefined> {
     return this.wrap.missingForImport(wrapping);
   }
-  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
-    return this.wrap.generateRsaWrappingKeyPair(id, label, modulusBits);
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number, rawDecrypt = false): Promise<Buffer> {
+    return this.wrap.generateRsaWrappingKeyPair(id, label, modulusBits, rawDecrypt);
+  }
+  needsRawOaep(hash: OaepHash): Promise<boolean> {
+    return this.wrap.needsRawOaep(hash);
   }
   unwrapAesKey(
     wrappingKeyId: Buffer,
-    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    wrapping: ImportWrapping,
     blob: Buffer,
     target?: { id: Buffer; label: string },
   ): Promise<Buffer> {
     return this.wrap.unwrapAesKey(wrappingKeyId, wrapping, blob, target);
+  }
+
+  unwrapKeyMaterial(
+    wrappingKeyId: Buffer,
+    wrapping: ImportWrapping,
+    blob: Buffer,
+    kind: ImportedKind,
+    target?: { id: Buffer; label: string },
+  ): Promise<Buffer> {
+    return this.imports.unwrapKeyMaterial(wrappingKeyId, wrapping, blob, kind, target);
   }
 
   // ── Random (verbs/random.ts) ──

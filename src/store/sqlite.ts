@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { Errors } from '../errors.js';
 import { LIFECYCLE_SCHEMA, SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
 import { KEY_STORES_SCHEMA, SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
+import { KEY_USAGE_SCHEMA, SqliteKeyUsageTable, type KeyUsageTable } from './key-usage.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type { SqlDriver } from './sql-driver.js';
 import type {
@@ -126,6 +127,7 @@ function openSqlite(path: string): SqlDriver {
   db.exec('CREATE INDEX IF NOT EXISTS keys_by_key_store ON keys(custom_key_store_id) WHERE custom_key_store_id IS NOT NULL');
   db.exec(LIFECYCLE_SCHEMA);
   db.exec(KEY_STORES_SCHEMA);
+  db.exec(KEY_USAGE_SCHEMA);
   return db as unknown as SqlDriver;
 }
 
@@ -153,6 +155,7 @@ export class SqliteStore implements MetadataStore {
   private readonly stmt;
   readonly lifecycle: LifecycleStore;
   readonly keyStores: KeyStoreTable;
+  readonly keyUsage: KeyUsageTable;
 
   /** A file path opens SQLite; a driver (src/store/pg) runs the same statements on another engine. */
   constructor(source: string | SqlDriver) {
@@ -190,6 +193,7 @@ export class SqliteStore implements MetadataStore {
     };
     this.lifecycle = new SqliteLifecycleStore(d);
     this.keyStores = new SqliteKeyStoreTable(d);
+    this.keyUsage = new SqliteKeyUsageTable(d);
   }
 
   protected tx<T>(fn: () => T): T {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
@@ -14,6 +15,7 @@ import type { PrincipalCheck } from '../../net/client-principals.js';
 import { isSecureTransport } from '../../net/listener.js';
 import { SigV4Verifier } from './sigv4.js';
 import { toWire } from './wire.js';
+import { httpDate } from '../http-date.js';
 
 const TARGET_PREFIX = 'TrentService.';
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
@@ -49,6 +51,7 @@ export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
     clock: opts.clock,
     lookup: (id) => opts.credentials.lookup(id),
   });
+  const date = httpDate(opts.clock);
   return (req, res, next) => {
     const url = req.url ?? '';
     if (req.method !== 'POST' || (url !== '/' && !url.startsWith('/?'))) return next();
@@ -59,12 +62,12 @@ export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
     const call = callInfo(req, requestId, opName);
     readBody(req, (tooLarge, body) => {
       if (tooLarge) {
-        void answer(opts, res, call, started, undefined, Errors.validation('Request body is too large.'));
+        void answer(opts, date, res, call, started, undefined, Errors.validation('Request body is too large.'));
         return;
       }
       handle(opts, verifier, req, body, call).then(
-        (out) => answer(opts, res, call, started, out),
-        (e: unknown) => answer(opts, res, call, started, undefined, e),
+        (out) => answer(opts, date, res, call, started, out),
+        (e: unknown) => answer(opts, date, res, call, started, undefined, e),
       );
     });
   };
@@ -95,6 +98,7 @@ function callInfo(req: IncomingMessage, requestId: string, opName: string): Call
     operation: opName,
     known: Object.hasOwn(operations, opName),
     requestId,
+    eventId: randomUUID(),
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     authorization: req.headers.authorization,
@@ -106,6 +110,10 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   if (opts.deps.audit.failClosed && !(await opts.deps.audit.ready())) throw AUDIT_REFUSED();
   const requestId = call.requestId;
   const opName = call.operation;
+  // The daemon issues no temporary credentials, so no session token can be valid (AWS's answer to a bad one).
+  if (req.headers['x-amz-security-token'] !== undefined) {
+    throw Errors.unrecognizedClient('The security token included in the request is invalid.');
+  }
   const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
   call.principal = credential.principal;
   if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
@@ -113,6 +121,8 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   }
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
+  // Decoding with replacement characters would act on text the client never sent.
+  if (!isUtf8(body)) throw Errors.serialization('The request body is not valid UTF-8.');
   let json: unknown;
   try {
     json = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
@@ -144,7 +154,9 @@ const AUDIT_REFUSED = () =>
  * sent only after its event was written; in fail-closed mode a failed write turns the answer
  * into a 500 and the result is wiped, never sent.
  */
-async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo, started: bigint, output?: object, failure?: unknown): Promise<void> {
+async function answer(
+  opts: AwsJsonOptions, date: () => string, res: ServerResponse, call: CallInfo, started: bigint, output?: object, failure?: unknown,
+): Promise<void> {
   let err: KmsError | undefined;
   if (failure !== undefined) {
     err = isKmsError(failure) ? failure : Errors.internal('An internal error occurred.');
@@ -161,9 +173,10 @@ async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo,
       err = AUDIT_REFUSED();
     }
   }
+  if (!err) opts.deps.keyUsage?.noteSuccess(call.operation, output as Record<string, unknown>, opts.clock.now().getTime(), call.eventId as string, call.requestId);
   const m = metricsFor(call.known ? call.operation : 'unknown');
-  if (err) send(res, call.requestId, err.status, { __type: err.code, message: err.message });
-  else send(res, call.requestId, 200, toWire(output));
+  if (err) send(res, date(), call.requestId, err.status, { __type: err.code, message: err.message });
+  else send(res, date(), call.requestId, 200, toWire(output));
   (!err ? m.success : err.isFault ? m.serverError : m.clientError).inc();
   if (err) requestErrors.inc({ front_door: 'aws-json', operation: m.operation, code: err.code });
   m.duration.observe(elapsedMs(started) / 1000);
@@ -193,12 +206,18 @@ function wipe(output: object | undefined): void {
   for (const v of Object.values(output ?? {})) if (Buffer.isBuffer(v)) v.fill(0);
 }
 
-function send(res: ServerResponse, requestId: string, status: number, body: unknown): void {
+/**
+ * Every header in one writeHead object, Date included: a header set before with setHeader sends
+ * writeHead down its slow path (each member through setHeader again), 3.7–4.9 µs against
+ * 1.8–2.2 µs per response (node 20, micro-benchmark).
+ */
+function send(res: ServerResponse, date: string, requestId: string, status: number, body: unknown): void {
   const text = JSON.stringify(body ?? {});
   res.writeHead(status, {
     'Content-Type': CONTENT_TYPE,
     'Content-Length': Buffer.byteLength(text),
     'x-amzn-RequestId': requestId,
+    Date: date,
   });
   res.end(text);
 }

@@ -122,8 +122,17 @@ CREATE TRIGGER identity_policies_changed AFTER INSERT OR UPDATE OR DELETE ON ide
 CREATE TRIGGER custom_key_stores_changed AFTER INSERT OR UPDATE OR DELETE ON custom_key_stores FOR EACH ROW EXECUTE FUNCTION p11kms_note_change('id');
 `;
 
+/** Key last usage (src/store/key-usage.ts). */
+const V2 = `
+CREATE TABLE key_last_usage (
+  key_id TEXT PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE, operation TEXT NOT NULL, used_at BIGINT NOT NULL,
+  event_id TEXT NOT NULL, request_id TEXT NOT NULL
+);
+CREATE TABLE store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
 /** Index = version - 1. */
-export const MIGRATIONS: readonly string[] = [V1];
+export const MIGRATIONS: readonly string[] = [V1, V2];
 
 export class SchemaTooNewError extends Error {}
 
