@@ -9,7 +9,7 @@ import { defineConfig } from 'vitest/config';
 const POSTGRES_E2E = [
   'symmetric', 'aliases-tags', 'key-states', 'authz-grants', 'authz-credentials', 'authz-key-policies', 'rotation', 'deletion',
   'import', 'reconcile', 'lifecycle-reconcile', 'asymmetric-reconcile', 'custom-key-stores', 'custom-key-stores-faults',
-  'metrics', 'audit-integration', 'key-last-usage',
+  'metrics', 'audit-integration', 'key-last-usage', 'multi-region',
 ].map((f) => `test/e2e/${f}.test.ts`);
 
 export default defineConfig({
