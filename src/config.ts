@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
+import { resolveSidecars, SidecarsSchema, type Sidecar } from './api/rest/config.js';
 import { Secret } from './secret.js';
 
 /**
@@ -98,6 +99,14 @@ const FileSchema = z
     xks: xksFileSchema(SecretSource).optional(),
     audit: AuditSchema.prefault({}),
     metrics: MetricsSchema.prefault({}),
+    sidecars: SidecarsSchema,
+    rest: z
+      .object({
+        /** The REST routes on the TCP listener: 'sigv4' (signed as the AWS API is) or 'off'. */
+        tcp: z.enum(['sigv4', 'off']).default('sigv4'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
@@ -119,6 +128,9 @@ export interface Config {
   xks?: XksConfig | undefined;
   audit: Omit<z.output<typeof AuditSchema>, 'dir'> & { dir: string };
   metrics: { enabled: boolean; bearerToken?: Secret | undefined };
+  /** REST sidecar sockets (src/api/rest): each speaks for one principal. */
+  sidecars: Sidecar[];
+  rest: { tcp: 'sigv4' | 'off' };
 }
 
 /** AWS's documented example credentials: obviously not for production, fine for a dev box. */
@@ -240,6 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     : f.admin.secretAccessKey
       ? readSecret(f.admin.secretAccessKey, 'Admin secret access key', env)
       : new Secret(DEV_ADMIN_SECRET_ACCESS_KEY);
+  const accountId = env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333';
   const socketPath = env.P11KMS_SOCKET || f.socketPath || join(dataDir, 'p11kms.sock');
   const auditDir = env.P11KMS_AUDIT_DIR || f.audit.dir || join(dataDir, 'audit');
   const durability = env.P11KMS_AUDIT_DURABILITY || f.audit.durability;
@@ -252,7 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     host: env.P11KMS_HOST || f.host || '127.0.0.1',
     port: intFromEnv(env, 'P11KMS_PORT') ?? f.port ?? 4599,
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(cwd, socketPath),
-    accountId: env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333',
+    accountId,
     region: env.P11KMS_REGION || f.region || 'us-east-1',
     logLevel: env.P11KMS_LOG_LEVEL || f.logLevel || 'info',
     schedulerIntervalMs: intFromEnv(env, 'P11KMS_SCHEDULER_INTERVAL_MS') ?? f.schedulerIntervalMs ?? 60_000,
@@ -278,8 +291,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       failClosed: boolFromEnv(env, 'P11KMS_AUDIT_FAIL_CLOSED') ?? f.audit.failClosed,
     },
     metrics: { enabled: boolFromEnv(env, 'P11KMS_METRICS') ?? f.metrics.enabled, bearerToken: metricsToken },
+    sidecars: resolveSidecars(f.sidecars, { env, cwd, accountId, fail }),
+    rest: { tcp: f.rest.tcp },
   };
 }
+
+const fail = (message: string): never => {
+  throw new ConfigError(message);
+};
 
 function boolFromEnv(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
   const v = env[name];

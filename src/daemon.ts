@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
+import { close, drainable, listen, listenOnSocket } from './api/listen.js';
+import { restWithSigV4, startSidecars, type SidecarListeners } from './api/rest/listeners.js';
 import { TokenSealer } from './audit/sealer.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
@@ -40,6 +42,8 @@ export interface Daemon {
   /** Bound TCP port (useful when configured as 0). */
   port: number;
   socketPath: string;
+  /** The REST sidecar sockets (config.sidecars). */
+  sidecarPaths: string[];
   /** The XKS proxy listener, when configured (config.xks). */
   xks?: XksServer | undefined;
   stop(): Promise<void>;
@@ -136,10 +140,12 @@ export async function startDaemon(
 
   // The AWS API (POST /) is served before express; everything else goes to the app.
   const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log });
+  // The REST routes (/v1/...) on TCP need SigV4 like the AWS API, or are off (config rest.tcp).
+  const restTcp = config.rest.tcp === 'sigv4' ? restWithSigV4({ deps, log, credentials, clock, region: config.region }) : undefined;
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
     res.setHeader('Date', clock.now().toUTCString());
-    aws(req, res, () => rest(req, res));
+    aws(req, res, restTcp ? () => restTcp(req, res, () => rest(req, res)) : () => rest(req, res));
   };
 
   let stopping = false;
@@ -157,12 +163,14 @@ export async function startDaemon(
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info({ host: config.host, port, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
   let xks: XksServer | undefined;
+  let sidecars: SidecarListeners | undefined;
   try {
+    sidecars = await startSidecars({ deps, log, clock }, config.sidecars, () => stopping);
     xks = config.xks
       ? await startXksServer({ deps, config: config.xks, accountId: config.accountId, clock, log, onAudit: hooks.onXksAudit })
       : undefined;
   } catch (e) {
-    await Promise.all([close(tcp), close(unix)]);
+    await Promise.all([close(tcp), close(unix), sidecars?.close()]);
     token.close();
     store.close();
     throw e;
@@ -174,7 +182,7 @@ export async function startDaemon(
     (stopped ??= (async () => {
       stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
-      await Promise.all([close(tcp), close(unix), xks?.stop()]);
+      await Promise.all([close(tcp), close(unix), sidecars?.close(), xks?.stop()]);
       await scheduler.stop();
       await keyStores.stop();
       await trail?.close();
@@ -184,54 +192,7 @@ export async function startDaemon(
       closeModules();
       log.info('stopped');
     })());
-  return { deps, token, keyStores, reconciled, scheduler, audit: trail, port, socketPath: config.socketPath, xks, stop };
-}
-
-function listen(server: Server, start: () => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.once('listening', () => {
-      server.off('error', reject);
-      resolve();
-    });
-    start();
-  });
-}
-
-/** Creates the socket with mode 0600 from the start (umask), replacing a stale socket file. */
-async function listenOnSocket(server: Server, path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
-  } catch {
-    /* no stale socket */
-  }
-  const previous = process.umask(0o177);
-  try {
-    await listen(server, () => server.listen(path));
-  } finally {
-    process.umask(previous);
-  }
-  chmodSync(path, 0o600);
-}
-
-/**
- * During shutdown a keep-alive connection is closed as soon as its response is sent, instead of
- * holding the server open until the keep-alive timeout.
- */
-function drainable(server: Server, stopping: () => boolean): Server {
-  server.on('request', (_req, res) => {
-    res.once('finish', () => {
-      if (stopping()) setImmediate(() => server.closeIdleConnections());
-    });
-  });
-  return server;
-}
-
-function close(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    // Keep-alive connections with no request in flight would hold close() open.
-    server.closeIdleConnections();
-  });
+  return {
+    deps, token, keyStores, reconciled, scheduler, audit: trail, port, socketPath: config.socketPath, sidecarPaths: sidecars.paths, xks, stop,
+  };
 }

@@ -19,6 +19,8 @@ export interface CallInfo {
   authorization?: string | undefined;
   /** The decoded input (blobs are Buffers, so sanitizing drops them); unset when decoding failed. */
   input?: Record<string, unknown> | undefined;
+  /** Set by doors other than the AWS API (the REST sidecar): recorded in additionalEventData with the socket it came through. */
+  frontDoor?: { name: string; socket?: string | undefined } | undefined;
 }
 
 const KEY_TYPE = 'AWS::KMS::Key';
@@ -36,6 +38,7 @@ export function awsCallEvent(deps: KmsDeps, call: CallInfo, output: Record<strin
     call.principal ?? { type: 'Unknown', accessKeyId: claimedAccessKeyId(call.authorization) };
   const resources = resourcesOf(deps, call, output);
   const keyMaterialId = materialIdOf(deps, output);
+  const additional = { ...(keyMaterialId ? { keyMaterialId } : {}), ...(call.frontDoor ? { frontDoor: call.frontDoor.name, socket: call.frontDoor.socket } : {}) };
   return {
     eventName,
     principal,
@@ -48,7 +51,7 @@ export function awsCallEvent(deps: KmsDeps, call: CallInfo, output: Record<strin
     readOnly,
     errorCode: error?.code,
     errorMessage: error?.message,
-    additionalEventData: keyMaterialId ? { keyMaterialId } : undefined,
+    additionalEventData: Object.keys(additional).length ? additional : undefined,
   };
 }
 
