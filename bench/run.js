@@ -79,7 +79,7 @@ async function startDaemon(dir, conf) {
   const extra = process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {};
   const args = [];
   if (process.env.BENCH_CPU_PROF) args.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`);
-  args.push(join(ROOT, 'dist/entry.cjs'));
+  args.push(join(ROOT, 'dist/entry.cjs'), 'serve');
   const child = spawn(process.execPath, args, {
     env: {
       PATH: process.env.PATH,

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
@@ -239,6 +239,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new ConfigError(
       `hsm.capabilities.gcmIv '${hsm.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`,
     );
+  }
+  // The development token of ./scripts/start: its SoftHSM2 configuration is found in the data
+  // directory, so `p11kms status|audit verify|config check` need no SOFTHSM2_CONF of their own.
+  const devSoftHsmConf = join(dataDir, 'softhsm', 'softhsm2.conf');
+  if (!env.SOFTHSM2_CONF && !hsm.moduleEnv.SOFTHSM2_CONF && existsSync(devSoftHsmConf)) {
+    hsm.moduleEnv = { ...hsm.moduleEnv, SOFTHSM2_CONF: devSoftHsmConf };
   }
   const pin = env.P11KMS_PIN
     ? new Secret(env.P11KMS_PIN)

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
+import { statusRouter } from './api/admin/status.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
 import { close, drainable, listen, listenOnSocket } from './api/listen.js';
@@ -64,6 +65,7 @@ export async function startDaemon(
   clock: Clock = systemClock,
   hooks: DaemonHooks = {},
 ): Promise<Daemon> {
+  const startedAt = Date.now();
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // Set once the trail is open; the token reports reconnects to it.
   let audit: Audit = disabledAudit;
@@ -155,6 +157,7 @@ export async function startDaemon(
   unixApp.disable('x-powered-by');
   unixApp.set('etag', false);
   unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log, audit }));
+  unixApp.use(statusRouter({ token, keyStores, audit: trail, startedAt, listeners: () => listeners }));
   unixApp.use(app);
   const unix = drainable(createServer(serveWith(unixApp)), () => stopping);
   await listen(tcp, () => tcp.listen(config.port, config.host));
@@ -176,6 +179,9 @@ export async function startDaemon(
     throw e;
   }
   scheduler.start();
+  const listeners = {
+    tcp: `${config.host}:${port}`, socket: config.socketPath, sidecars: sidecars.paths, xks: xks && `${config.xks?.host}:${xks.port}`,
+  };
 
   let stopped: Promise<void> | undefined;
   const stop = () =>

@@ -76,7 +76,7 @@ export function openApiDocument(): Json {
   for (const route of compiledRoutes) {
     (paths[route.path] ??= {})[route.method.toLowerCase()] = operationOf(route);
     if (!route.fromQuery) schemas[`${route.operation}Request`] = jsonSchema(route.requestSchema, 'input');
-    schemas[`${route.operation}Response`] = jsonSchema(route.response, 'output');
+    schemas[`${route.operation}Response`] ??= jsonSchema(route.response, 'output');
   }
   paths['/v1/openapi.json'] = {
     get: {

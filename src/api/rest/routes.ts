@@ -77,6 +77,14 @@ export const routes: readonly Route[] = [
     method: 'POST', path: '/v1/random', operation: 'GenerateRandom', omit: NO_RECIPIENT,
     response: R.GenerateRandomResponse, summary: 'Random bytes from the token',
   },
+  {
+    method: 'POST', path: '/v1/keys', operation: 'CreateKey', omit: ['Tags', 'CustomerMasterKeySpec'],
+    response: R.DescribeKeyResponse, summary: 'Creates a key (tags: through the AWS API)',
+  },
+  {
+    method: 'POST', path: '/v1/aliases', operation: 'CreateAlias', response: R.CreateAliasResponse,
+    summary: 'Points a new alias (aliasName: alias/<name>) at a key',
+  },
   { method: 'GET', path: '/v1/keys', operation: 'ListKeys', fromQuery: true, response: R.ListKeysResponse, summary: 'Keys of the account' },
   {
     method: 'GET', path: '/v1/keys/{key}', operation: 'DescribeKey', keyMember: 'KeyId', fromQuery: true,

@@ -88,6 +88,7 @@ export const KeyMetadata = z.object({
   currentKeyMaterialId: z.string().optional(),
 });
 export const DescribeKeyResponse = z.object({ keyMetadata: KeyMetadata });
+export const CreateAliasResponse = z.object({});
 
 /** RFC 9457 problem details, with the AWS error name. */
 export const Problem = z.object({
