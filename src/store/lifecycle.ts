@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
  * side tables keyed by key id, so the `keys` and `key_materials` tables keep their shape. Every
  * table that hangs off a key references keys(key_id) ON DELETE CASCADE: deleting the key row
  * removes them. Nothing here is key material: a check value is a one-way digest computed in
- * the token (see src/hsm/token.ts, unwrapAesKey).
+ * the token (see src/hsm/verbs/wrap.ts, unwrapAesKey).
  */
 export const LIFECYCLE_SCHEMA = `
 CREATE TABLE IF NOT EXISTS key_rotation (
