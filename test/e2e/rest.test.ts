@@ -8,6 +8,8 @@ import { CreateAliasCommand, CreateKeyCommand, DisableKeyCommand } from '@aws-sd
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +19,7 @@ import { ACCOUNT, ADMIN, REGION, startHarness, type Harness } from '../helpers/d
 import { policyDoc } from '../helpers/principals.js';
 import { RestClient } from '../helpers/rest.js';
 
+const execFileAsync = promisify(execFile);
 let h: Harness;
 let root: RestClient;
 let app: RestClient;
@@ -188,6 +191,7 @@ describe('sidecar socket for the account root', () => {
       ['GET', '/v1/keys/demo/encrypt', undefined, undefined, 405, 'UnknownOperationException'],
       ['GET', '/v1/nothing-here', undefined, undefined, 404, 'UnknownOperationException'],
       ['POST', '/v1/keys/demo/decrypt', { ciphertextBlob: b64('not a ciphertext') }, undefined, 422, 'InvalidCiphertextException'],
+      ['POST', '/v1/aliases', { aliasName: 'alias/demo', targetKeyId: keyId }, undefined, 409, 'AlreadyExistsException'],
     ];
     for (const [method, path, body, headers, status, code] of cases) {
       const r = await root.call(method, path, body, headers);
@@ -235,6 +239,13 @@ describe('the REST routes on TCP', () => {
     const ok = await tcp.post('/v1/keys/demo/encrypt', Buffer.from(body), { ...headers, 'content-type': 'application/json' });
     expect(ok.status).toBe(200);
     expect(ok.json.keyId).toBe(keyArn);
+    // curl signs by itself (--aws-sigv4): a shell on another host needs no SDK either.
+    // Asynchronously: the daemon answering it runs in this process.
+    const curl = await execFileAsync('curl', [
+      '-sS', '--aws-sigv4', `aws:amz:${REGION}:kms`, '--user', `${ADMIN.accessKeyId}:${ADMIN.secretAccessKey}`,
+      '-H', 'Content-Type: application/json', '-d', body, `http://${host}/v1/keys/demo/encrypt`,
+    ], { encoding: 'utf8', timeout: 20_000 });
+    expect(JSON.parse(curl.stdout)).toMatchObject({ keyId: keyArn, encryptionAlgorithm: 'SYMMETRIC_DEFAULT' });
     // The document needs no signature: it says nothing about any key.
     expect((await tcp.get('/v1/openapi.json')).status).toBe(200);
   });

@@ -22,6 +22,7 @@ export const REST_STATUS: Readonly<Record<string, number>> = {
   KMSInvalidStateException: 409,
   CustomKeyStoreInvalidStateException: 409,
   ConflictException: 409,
+  AlreadyExistsException: 409,
   LimitExceededException: 409,
   // DryRun: the call would have succeeded (AWS sends 412 for it as well).
   DryRunOperationException: 412,
