@@ -192,6 +192,9 @@ describe('sidecar socket for the account root', () => {
       ['GET', '/v1/nothing-here', undefined, undefined, 404, 'UnknownOperationException'],
       ['POST', '/v1/keys/demo/decrypt', { ciphertextBlob: b64('not a ciphertext') }, undefined, 422, 'InvalidCiphertextException'],
       ['POST', '/v1/aliases', { aliasName: 'alias/demo', targetKeyId: keyId }, undefined, 409, 'AlreadyExistsException'],
+      ['POST', '/v1/keys/demo/encrypt', Buffer.alloc(600 * 1024), OCTET, 413, 'ValidationException'],
+      ['GET', '/v1/keys?limit=0', undefined, undefined, 422, 'ValidationException'],
+      ['GET', '/v1/keys?bogus=1', undefined, undefined, 400, 'SerializationException'],
     ];
     for (const [method, path, body, headers, status, code] of cases) {
       const r = await root.call(method, path, body, headers);
