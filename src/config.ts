@@ -3,6 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
 import { resolveSidecars, SidecarsSchema, type Sidecar } from './api/rest/config.js';
+import { apiTlsFileSchema, resolveApiListenerSecurity, type ApiListenerSecurity } from './net/api-tls-config.js';
 import { Secret } from './secret.js';
 
 /**
@@ -86,6 +87,9 @@ const FileSchema = z
     host: z.string().min(1).optional(),
     port: z.number().int().min(0).max(65535).optional(),
     socketPath: z.string().min(1).optional(),
+    /** HTTPS on the AWS API listener (src/net/api-tls-config.ts). */
+    tls: apiTlsFileSchema,
+    plainHttpBehindTlsProxy: z.boolean().optional(),
     accountId: z.string().regex(/^\d{12}$/).optional(),
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
@@ -114,6 +118,8 @@ export interface Config {
   dataDir: string;
   host: string;
   port: number;
+  /** TLS of the AWS API listener, and the documented plain-HTTP override. */
+  listener: ApiListenerSecurity;
   socketPath: string;
   accountId: string;
   region: string;
@@ -266,9 +272,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const metricsToken = env.P11KMS_METRICS_BEARER_TOKEN
     ? new Secret(env.P11KMS_METRICS_BEARER_TOKEN)
     : f.metrics.bearerToken && readSecret(f.metrics.bearerToken, 'Metrics bearer token', env);
+  const host = env.P11KMS_HOST || f.host || '127.0.0.1';
+  const listener = resolveApiListenerSecurity({
+    host, file: f.tls, fileOverride: f.plainHttpBehindTlsProxy, env, cwd,
+    flag: (name) => boolFromEnv(env, name),
+    fail: (message) => {
+      throw new ConfigError(message);
+    },
+  });
   return {
     dataDir,
-    host: env.P11KMS_HOST || f.host || '127.0.0.1',
+    host,
+    listener,
     port: intFromEnv(env, 'P11KMS_PORT') ?? f.port ?? 4599,
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(cwd, socketPath),
     accountId,

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { statusRouter } from './api/admin/status.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
-import { close, drainable, listen, listenOnSocket } from './api/listen.js';
 import { restWithSigV4, startSidecars, type SidecarListeners } from './api/rest/listeners.js';
 import { TokenSealer } from './audit/sealer.js';
 import { AuditTrail } from './audit/trail.js';
@@ -15,12 +14,13 @@ import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
 import { CredentialRegistry } from './authz/credentials.js';
 import { Authz } from './authz/engine.js';
-import { SecretBox } from './authz/secret-box.js';
+import { SecretBox } from './kms/secret-box.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';
 import { Token } from './hsm/token.js';
 import type { KmsDeps } from './kms/context.js';
+import { readiness } from './kms/health.js';
 import { KeyStoreRegistry } from './kms/key-store-registry.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { reconcileImportKeys } from './kms/import.js';
@@ -28,6 +28,8 @@ import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
 import { metricsRouter } from './metrics/http.js';
+import { clientPrincipalCheck } from './net/client-principals.js';
+import { startListener } from './net/listener.js';
 import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
 
 export interface Daemon {
@@ -42,9 +44,13 @@ export interface Daemon {
   audit: AuditTrail | undefined;
   /** Bound TCP port (useful when configured as 0). */
   port: number;
+  /** The AWS API listener's scheme: 'https' when tls is configured. */
+  scheme: 'https' | 'http';
   socketPath: string;
   /** The REST sidecar sockets (config.sidecars). */
   sidecarPaths: string[];
+  /** Reads the TLS certificate files of the AWS API and XKS listeners again (SIGHUP). */
+  reloadTls(): { api: boolean; xks: boolean };
   /** The XKS proxy listener, when configured (config.xks). */
   xks?: XksServer | undefined;
   stop(): Promise<void>;
@@ -134,46 +140,54 @@ export async function startDaemon(
     res.setHeader('x-amzn-RequestId', randomUUID());
     next();
   });
-  app.use(healthRouter(token, keyStores));
+  app.use(healthRouter(() => readiness(token, keyStores)));
   if (config.metrics.enabled) app.use(metricsRouter(config.metrics.bearerToken));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });
   });
 
   // The AWS API (POST /) is served before express; everything else goes to the app.
-  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log });
-  // The REST routes (/v1/...) on TCP need SigV4 like the AWS API, or are off (config rest.tcp).
-  const restTcp = config.rest.tcp === 'sigv4' ? restWithSigV4({ deps, log, credentials, clock, region: config.region }) : undefined;
+  const tls = config.listener.tls;
+  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
+  // The REST routes (/v1/...) on TCP need SigV4 like the AWS API (and the client certificate's
+  // principal under mutual TLS), or are off (config rest.tcp).
+  const restTcp = config.rest.tcp === 'sigv4'
+    ? restWithSigV4({ deps, log, credentials, clock, region: config.region, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) })
+    : undefined;
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
     res.setHeader('Date', clock.now().toUTCString());
     aws(req, res, restTcp ? () => restTcp(req, res, () => rest(req, res)) : () => rest(req, res));
   };
 
-  let stopping = false;
-  const tcp = drainable(createServer(serveWith(app)), () => stopping);
+  if (!tls && config.listener.plainHttpBehindTlsProxy) {
+    log.warn({ host: config.host }, 'plainHttpBehindTlsProxy: the AWS API serves plain HTTP on a non-loopback address; a TLS proxy must be its only client');
+  }
   // The Unix socket (0600) also serves the admin interface; TCP never does.
   const unixApp = express();
   unixApp.disable('x-powered-by');
   unixApp.set('etag', false);
   unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log, audit }));
-  unixApp.use(statusRouter({ token, keyStores, audit: trail, startedAt, listeners: () => listeners }));
+  unixApp.use(statusRouter({
+    readiness: () => readiness(token, keyStores), audit: () => trail?.status() ?? { enabled: false }, startedAt, listeners: () => listeners,
+  }));
   unixApp.use(app);
-  const unix = drainable(createServer(serveWith(unixApp)), () => stopping);
-  await listen(tcp, () => tcp.listen(config.port, config.host));
-  await listenOnSocket(unix, config.socketPath);
-  const address = tcp.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  log.info({ host: config.host, port, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
+  const tcp = await startListener({ name: 'AWS API', address: { host: config.host, port: config.port }, tls, handler: serveWith(app), log });
+  const unix = await startListener({ name: 'Unix socket', address: { socketPath: config.socketPath }, handler: serveWith(unixApp), log }).catch(async (e: unknown) => {
+    await tcp.stop();
+    throw e;
+  });
+  const port = tcp.port;
+  log.info({ host: config.host, port, scheme: tcp.scheme, mtls: !!tls?.clientCa, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
   let xks: XksServer | undefined;
   let sidecars: SidecarListeners | undefined;
   try {
-    sidecars = await startSidecars({ deps, log, clock }, config.sidecars, () => stopping);
+    sidecars = await startSidecars({ deps, log, clock }, config.sidecars);
     xks = config.xks
       ? await startXksServer({ deps, config: config.xks, accountId: config.accountId, clock, log, onAudit: hooks.onXksAudit })
       : undefined;
   } catch (e) {
-    await Promise.all([close(tcp), close(unix), sidecars?.close()]);
+    await Promise.all([tcp.stop(), unix.stop(), sidecars?.close()]);
     token.close();
     store.close();
     throw e;
@@ -186,9 +200,8 @@ export async function startDaemon(
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {
-      stopping = true;
       log.info('shutting down: no new connections, finishing in-flight requests');
-      await Promise.all([close(tcp), close(unix), sidecars?.close(), xks?.stop()]);
+      await Promise.all([tcp.stop(), unix.stop(), sidecars?.close(), xks?.stop()]);
       await scheduler.stop();
       await keyStores.stop();
       await trail?.close();
@@ -198,7 +211,9 @@ export async function startDaemon(
       closeModules();
       log.info('stopped');
     })());
+  const reloadTls = () => ({ api: tcp.reloadTls(), xks: xks?.reloadTls() ?? false });
   return {
-    deps, token, keyStores, reconciled, scheduler, audit: trail, port, socketPath: config.socketPath, sidecarPaths: sidecars.paths, xks, stop,
+    deps, token, keyStores, reconciled, scheduler, audit: trail, port, scheme: tcp.scheme, socketPath: config.socketPath,
+    sidecarPaths: sidecars.paths, reloadTls, xks, stop,
   };
 }

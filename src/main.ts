@@ -35,6 +35,11 @@ export async function serve(): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // Certificates renewed on disk are served to new connections; open connections carry on.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading TLS certificates');
+    daemon.reloadTls();
+  });
   // A fault in one request must not take the daemon down; log it and keep serving.
   process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.message }, 'unhandled rejection'));
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { awsCallEvent, type CallInfo } from '../audit/aws-event.js';
 import { Errors, isKmsError, type KmsError } from '../errors.js';
+import { callKeyFacts } from '../kms/call-facts.js';
 import type { KmsDeps } from '../kms/context.js';
 import type { Logger } from '../log.js';
 import { requestDuration, requestErrors, requests } from '../metrics/metrics.js';
@@ -68,7 +69,8 @@ export async function settle(
     logFailure(log, failure, error, call, started);
   }
   try {
-    await deps.audit.record(awsCallEvent(deps, call, output as Record<string, unknown> | undefined, error));
+    const result = output as Record<string, unknown> | undefined;
+    await deps.audit.record(awsCallEvent(call, result, error, callKeyFacts(deps, call, result)));
   } catch (e) {
     log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
     if (deps.audit.failClosed) {

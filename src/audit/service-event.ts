@@ -1,5 +1,6 @@
-import type { KmsDeps } from '../kms/context.js';
+import type { Logger } from '../log.js';
 import type { KeyRecord } from '../store/types.js';
+import type { Audit } from './types.js';
 
 /** What a lifecycle job run did: items done and items that failed (retried on the next tick). */
 export interface JobResult {
@@ -13,7 +14,7 @@ export interface JobResult {
  * the resource. The action has already happened, so a failed write is logged, not thrown.
  */
 export async function recordKeyServiceEvent(
-  deps: KmsDeps,
+  deps: { audit: Audit; log: Logger },
   eventName: string,
   key: Pick<KeyRecord, 'keyId' | 'arn' | 'accountId'>,
   details: Record<string, unknown> = {},

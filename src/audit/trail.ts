@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../clock.js';
-import type { Principal } from '../kms/context.js';
+import type { Principal } from '../model/identity.js';
 import type { Logger } from '../log.js';
 import { auditEvents, auditSeals, auditWriteDuration } from '../metrics/metrics.js';
 import {

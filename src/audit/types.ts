@@ -1,4 +1,4 @@
-import type { Principal } from '../kms/context.js';
+import type { Principal } from '../model/identity.js';
 
 /**
  * The audit interface every front door (AWS JSON now; XKS and the admin CLI later) and every

@@ -1,9 +1,28 @@
-import type { XksAuditEvent } from '../api/xks/server.js';
-import type { KmsDeps } from '../kms/context.js';
 import type { AuditEventInput, AuditResource } from './types.js';
 
 /** eventSource of XKS proxy calls (the SigV4 service name AWS KMS signs them with). */
 export const XKS_EVENT_SOURCE = 'kms-xks-proxy';
+
+/**
+ * What the XKS front door knows about one call when it is answered (its XksAuditEvent), in plain
+ * terms: audit sits beside the core and knows no front door.
+ */
+export interface XksCallFacts {
+  time: Date;
+  requestId: string;
+  operation?: string | undefined;
+  uriPrefix?: string | undefined;
+  externalKeyId?: string | undefined;
+  /** The daemon key the external key id resolved to, as the core resolved it. */
+  keyArn?: string | undefined;
+  keyAccountId?: string | undefined;
+  accessKeyId?: string | undefined;
+  sourceIp?: string | undefined;
+  requestMetadata?: object | undefined;
+  status: number;
+  errorName?: string | undefined;
+  errorMessage?: string | undefined;
+}
 
 /**
  * The CloudTrail-shaped event for one XKS proxy call: the XKS operation as eventName, the
@@ -16,12 +35,9 @@ export const XKS_EVENT_SOURCE = 'kms-xks-proxy';
  * {type: 'AWSService', invokedBy: 'kms.amazonaws.com', accessKeyId}; a request that failed
  * authentication is 'Unknown'.
  */
-export function xksCallEvent(deps: KmsDeps, e: XksAuditEvent): AuditEventInput {
+export function xksCallEvent(e: XksCallFacts): AuditEventInput {
   let resources: AuditResource[] | undefined;
-  if (e.keyId) {
-    const key = deps.store.getKey(e.keyId);
-    if (key) resources = [{ ARN: key.arn, type: 'AWS::KMS::Key', accountId: key.accountId }];
-  }
+  if (e.keyArn) resources = [{ ARN: e.keyArn, type: 'AWS::KMS::Key', accountId: e.keyAccountId }];
   const requestParameters: Record<string, unknown> = {};
   if (e.externalKeyId !== undefined) requestParameters.externalKeyId = e.externalKeyId.slice(0, 128);
   if (e.requestMetadata) requestParameters.requestMetadata = e.requestMetadata;

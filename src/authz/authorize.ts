@@ -1,6 +1,7 @@
 import { Errors } from '../errors.js';
-import type { RequestContext } from '../kms/context.js';
+import type { RequestContext } from '../model/request.js';
 import type { KeyRecord } from '../store/types.js';
+import type { Authz } from './engine.js';
 import type { AuthorizeFacts } from './request-facts.js';
 
 export type { AuthorizeFacts } from './request-facts.js';
@@ -18,7 +19,7 @@ export type { AuthorizeFacts } from './request-facts.js';
  * policies match it by wildcard (`kms:*`, `kms:Describe*`), and only GrantOperation names can be
  * allowed by a grant. Throws AccessDeniedException with AWS's message.
  */
-export function authorize(ctx: RequestContext, action: string, key?: KeyRecord, facts?: AuthorizeFacts): void {
+export function authorize(ctx: RequestContext<Authz>, action: string, key?: KeyRecord, facts?: AuthorizeFacts): void {
   if (ctx.authz) {
     ctx.authz.check(ctx, action, key, facts);
     return;
@@ -35,7 +36,7 @@ export function authorize(ctx: RequestContext, action: string, key?: KeyRecord, 
 }
 
 /** Alias operations need permission on the alias (identity policies) as well as on the key(s). */
-export function authorizeAlias(ctx: RequestContext, action: string, aliasArn: string): void {
+export function authorizeAlias(ctx: RequestContext<Authz>, action: string, aliasArn: string): void {
   if (ctx.authz) {
     ctx.authz.checkAlias(ctx, action, aliasArn);
     return;

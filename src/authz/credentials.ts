@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { SigningCredential } from '../api/aws-json/sigv4.js';
-import type { Principal } from '../kms/context.js';
+import type { Principal, SigningCredential } from '../model/identity.js';
 import type { Logger } from '../log.js';
 import { Secret } from '../secret.js';
 import type { MetadataStore } from '../store/types.js';
 import { compilePolicy, PolicyError, type CompiledPolicy } from './policy-document.js';
-import type { SecretBox } from './secret-box.js';
 
 export interface Credential extends SigningCredential {
   principal: Principal;
@@ -88,6 +86,16 @@ function newAccessKeyId(): string {
  * at start-up the secrets are unsealed into memory (SigV4 verification is synchronous and
  * needs them). Changes made through the admin interface take effect on the next request.
  */
+/**
+ * Seals and opens credential secrets (SigV4 needs the secret itself, so a hash would not do).
+ * The core's SecretBox (src/kms/secret-box.ts) implements it under a key in the token:
+ * authorization never calls the token itself.
+ */
+export interface SecretSealer {
+  seal(accessKeyId: string, secret: string): Promise<Buffer>;
+  open(accessKeyId: string, blob: Buffer): Promise<string>;
+}
+
 export class CredentialRegistry {
   private readonly byAccessKey = new Map<string, Entry>();
   /** principal ARN → policy name → document; compiled lists cached per principal. */
@@ -96,7 +104,7 @@ export class CredentialRegistry {
 
   constructor(
     private readonly store?: MetadataStore,
-    private readonly box?: SecretBox,
+    private readonly box?: SecretSealer,
     private readonly log?: Logger,
   ) {}
 

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { Errors } from '../errors.js';
-import type { RequestContext } from '../kms/context.js';
+import type { RequestContext } from '../model/request.js';
 import type { Logger } from '../log.js';
 import type { GrantRecord } from '../store/authz-records.js';
 import type { KeyRecord, MetadataStore } from '../store/types.js';

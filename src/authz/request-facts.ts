@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import type { RequestContext } from '../kms/context.js';
+import type { RequestContext } from '../model/request.js';
 import type { GrantConstraintsRecord } from '../store/authz-records.js';
 import type { KeyRecord, MetadataStore } from '../store/types.js';
 import type { Facts } from './policy-conditions.js';

@@ -4,29 +4,14 @@ import type { Audit } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
-import type { KeyStoreRegistry } from './key-store-registry.js';
+import type { KeyStoreConnections } from './key-store-connections.js';
 import type { MetadataStore } from '../store/types.js';
+import type { RequestContext as ModelRequestContext } from '../model/request.js';
 
-/** Who is calling, as established by a front door's authentication. */
-export interface Principal {
-  type: 'Root' | 'IAMUser' | 'AssumedRole';
-  arn: string;
-  accountId: string;
-  accessKeyId: string;
-}
+export type { Principal } from '../model/identity.js';
 
-export interface RequestContext {
-  principal: Principal;
-  requestId: string;
-  sourceIp?: string | undefined;
-  userAgent?: string | undefined;
-  /** The decoded request: authorization reads condition-key facts from it (encryption context, algorithms, grant tokens). */
-  input?: Readonly<Record<string, unknown>> | undefined;
-  /** The authorization engine for this request; without one, authorize() allows account roots only. */
-  authz?: Authz | undefined;
-  /** Whether the request came over TLS (aws:SecureTransport). */
-  secureTransport?: boolean | undefined;
-}
+/** A request as the core sees it: the model's plain request, carrying the authorization engine. */
+export type RequestContext = ModelRequestContext<Authz>;
 
 /** What every operation can use. The core knows nothing of HTTP. */
 export interface KmsDeps {
@@ -43,7 +28,7 @@ export interface KmsDeps {
    * Custom key stores (issue #6): the tokens of connected stores. `token` above is the default
    * token; a key with a customKeyStoreId lives in its store's token (see token-for.ts).
    */
-  keyStores?: KeyStoreRegistry | undefined;
+  keyStores?: KeyStoreConnections | undefined;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

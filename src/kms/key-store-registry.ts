@@ -1,5 +1,4 @@
 import pkcs11js from 'pkcs11js';
-import type { SecretBox } from '../authz/secret-box.js';
 import type { NamedHsm } from '../config.js';
 import { Errors, KmsError } from '../errors.js';
 import { ckrOf, isSessionLost } from '../hsm/ckr.js';
@@ -9,7 +8,10 @@ import { describeReason, Token, TokenOpenError, type TokenOptions } from '../hsm
 import { Secret } from '../secret.js';
 import type { CustomKeyStoreRecord } from '../store/key-stores.js';
 import type { KmsDeps } from './context.js';
+import type { ConnectionErrorCode, ConnectionState, KeyStoreConnections } from './key-store-connections.js';
 import { reconcileKeyStore } from './reconcile.js';
+import type { SecretBox } from './secret-box.js';
+import { notConnected } from './token-for.js';
 
 /**
  * The token registry for custom key stores (issue #6): the default token lives in KmsDeps; each
@@ -31,14 +33,7 @@ import { reconcileKeyStore } from './reconcile.js';
  * by several tokens must be reinitialized (src/hsm/module.ts) to see a token that came back.
  */
 
-export type ConnectionState = 'CONNECTED' | 'CONNECTING' | 'DISCONNECTED' | 'DISCONNECTING' | 'FAILED';
-export type ConnectionErrorCode =
-  | 'INVALID_CREDENTIALS'
-  | 'CLUSTER_NOT_FOUND'
-  | 'NETWORK_ERRORS'
-  | 'INTERNAL_ERROR'
-  | 'USER_LOCKED_OUT'
-  | 'USER_LOGGED_IN';
+export type { ConnectionErrorCode, ConnectionState };
 
 interface Runtime {
   state: ConnectionState;
@@ -75,7 +70,7 @@ const CREDENTIAL_CODES = new Set<ConnectionErrorCode>(['INVALID_CREDENTIALS', 'U
 /** The AAD context of a sealed KeyStorePassword: ':' never occurs in access key ids, so it cannot collide with credentials. */
 export const passwordContext = (storeId: string) => `custom-key-store:${storeId}`;
 
-export class KeyStoreRegistry {
+export class KeyStoreRegistry implements KeyStoreConnections {
   private readonly runtimes = new Map<string, Runtime>();
   private readonly monitor: NodeJS.Timeout;
   private stopped = false;
@@ -426,9 +421,4 @@ function lossCode(reason: unknown): ConnectionErrorCode {
   if (code === pkcs11js.CKR_PIN_LOCKED) return 'USER_LOCKED_OUT';
   if (isSessionLost(reason)) return 'NETWORK_ERRORS';
   return 'INTERNAL_ERROR';
-}
-
-/** What requests get for a key whose store is not connected (AWS: KMSInvalidStateException). */
-export function notConnected(id: string): KmsError {
-  return Errors.invalidState(`The custom key store ${id} that holds this KMS key is not connected.`);
 }

@@ -5,7 +5,7 @@ import { Errors } from '../errors.js';
 import type { Token } from '../hsm/token.js';
 import type { CustomKeyStoreRecord } from '../store/key-stores.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
-import type { KeyStoreRegistry } from './key-store-registry.js';
+import type { KeyStoreConnections } from './key-store-connections.js';
 import { LIMIT, MARKER, oneOf, str } from './validation.js';
 
 /**
@@ -31,7 +31,7 @@ const XKS_MEMBERS = {
   XksProxyConnectivity: oneOf(['PUBLIC_ENDPOINT', 'VPC_ENDPOINT_SERVICE']).optional(),
 };
 
-function registryOf(deps: KmsDeps): KeyStoreRegistry {
+function registryOf(deps: KmsDeps): KeyStoreConnections {
   if (!deps.keyStores) throw Errors.unsupported('Custom key stores are not enabled in this daemon.');
   return deps.keyStores;
 }

@@ -1,7 +1,7 @@
+import { Errors, type KmsError } from '../errors.js';
 import type { Token } from '../hsm/token.js';
 import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
-import { notConnected } from './key-store-registry.js';
 
 /**
  * Routing of token calls by the key's store: the default token, or the token of the custom key
@@ -26,4 +26,9 @@ export function withStoreState(deps: KmsDeps, key: KeyRecord): KeyRecord {
   if (key.customKeyStoreId === undefined || key.state === 'PendingDeletion' || key.state === 'Creating') return key;
   if (deps.keyStores?.isConnected(key.customKeyStoreId)) return key;
   return { ...key, state: 'Unavailable' };
+}
+
+/** What requests get for a key whose store is not connected (AWS: KMSInvalidStateException). */
+export function notConnected(id: string): KmsError {
+  return Errors.invalidState(`The custom key store ${id} that holds this KMS key is not connected.`);
 }

@@ -1,6 +1,7 @@
 import { randomFillSync, timingSafeEqual } from 'node:crypto';
 import { Errors, isKmsError, KmsError } from '../errors.js';
 import { AuthenticationFailed } from '../hsm/token.js';
+import type { XksKeyBinding } from '../model/xks.js';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
 import { UUID } from './arn.js';
 import type { KmsDeps } from './context.js';
@@ -17,15 +18,9 @@ import {
  * returns bytes and throws the daemon's typed errors (the front door maps them to XKS errorNames).
  */
 
-/** One external key id a URI prefix serves, bound to a daemon key. */
-export interface XksKeyBinding {
-  externalKeyId: string;
-  /** The daemon key: its key id (UUID) or an alias name (`alias/...`), resolved per request. */
-  keyRef: string;
-  /** Which XKS operations this binding allows (the spec's encrypt-only / decrypt-only keys). */
-  allowEncrypt: boolean;
-  allowDecrypt: boolean;
-}
+export type { XksKeyBinding };
+/** The daemon key a binding resolves to: the XKS door holds it only to hand it back to the core and authorization. */
+export type { KeyRecord as XksDaemonKey };
 
 export interface XksKeyMetadata {
   keySpec: string;

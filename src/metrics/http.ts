@@ -1,16 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
 import express from 'express';
+import { isLoopback } from '../net/loopback.js';
 import type { Secret } from '../secret.js';
 import { registry } from './metrics.js';
 
-/** Loopback addresses: 127.0.0.0/8, ::1 and IPv4-mapped 127.x. */
-export function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
-  if (isIP(a) === 4) return a.startsWith('127.');
-  return a === '::1';
-}
+export { isLoopback };
 
 function bearerMatches(header: string | undefined, token: Secret | undefined): boolean {
   if (!token || typeof header !== 'string' || !header.startsWith('Bearer ')) return false;

@@ -4,7 +4,7 @@
 export interface CredentialRecord {
   accessKeyId: string;
   principalArn: string;
-  /** IV ‖ ciphertext ‖ tag, sealed by src/authz/secret-box.ts. */
+  /** IV ‖ ciphertext ‖ tag, sealed by src/kms/secret-box.ts. */
   sealedSecret: Buffer;
   enabled: boolean;
   createdAt: number;

@@ -1,9 +1,9 @@
 import type Database from 'better-sqlite3';
-import type { Page } from './types.js';
+import type { Page } from './page.js';
 
 /**
  * Custom key stores (issue #6): one row per store. The store's KeyStorePassword (the token's
- * user PIN) is kept only sealed under the daemon's token key (src/authz/secret-box.ts). The
+ * user PIN) is kept only sealed under the daemon's token key (src/kms/secret-box.ts). The
  * connection state itself lives in memory (src/kms/key-store-registry.ts); the row keeps only
  * whether the operator wants the store connected, so a restart reconnects it.
  */

@@ -1,6 +1,7 @@
 import type { LifecycleStore } from './lifecycle.js';
 import type { KeyStoreTable } from './key-stores.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
+import type { Page } from './page.js';
 
 /** Non-secret metadata. Key material never appears here: a version row names a token object by CKA_ID. */
 
@@ -59,11 +60,7 @@ export interface Tag {
   TagValue: string;
 }
 
-export interface Page<T> {
-  items: T[];
-  /** Present when more items follow; opaque to callers. */
-  nextMarker?: string | undefined;
-}
+export type { Page };
 
 export type KeyPatch = Partial<Pick<KeyRecord, 'description' | 'state' | 'policy' | 'currentVersion' | 'deletionDate'>>;
 

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CREDENTIALS_KEK_LABEL } from '../../src/authz/secret-box.js';
+import { CREDENTIALS_KEK_LABEL } from '../../src/kms/secret-box.js';
 import { adminCall, runCredentialsCli } from '../../src/cli/credentials.js';
 import { startDaemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';

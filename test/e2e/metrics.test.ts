@@ -11,8 +11,8 @@ import { failure, startHarness, type Harness } from '../helpers/daemon.js';
 const BEARER = 'metrics-bearer-token-for-tests';
 let h: Harness;
 beforeAll(async () => {
-  // Listening on every address, so that the non-loopback rule can be exercised.
-  h = await startHarness({ env: { P11KMS_HOST: '0.0.0.0', P11KMS_METRICS_BEARER_TOKEN: BEARER } });
+  // Listening on every address (plain HTTP, through the documented override), so that the non-loopback rule can be exercised.
+  h = await startHarness({ env: { P11KMS_HOST: '0.0.0.0', P11KMS_PLAIN_HTTP_BEHIND_TLS_PROXY: 'true', P11KMS_METRICS_BEARER_TOKEN: BEARER } });
 });
 afterAll(async () => {
   await h?.stop();

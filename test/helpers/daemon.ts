@@ -37,7 +37,7 @@ export async function startHarness(
   const token = createTempToken();
   const config = testConfig(token, { ...opts.env, ...opts.prepare?.(token) });
   const daemon = await startDaemon(config, silentLogger, opts.clock ?? systemClock);
-  const endpoint = `http://127.0.0.1:${daemon.port}`;
+  const endpoint = `${daemon.scheme}://127.0.0.1:${daemon.port}`;
   return {
     token,
     config,

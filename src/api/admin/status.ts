@@ -1,7 +1,6 @@
 import express from 'express';
-import type { AuditTrail } from '../../audit/trail.js';
-import type { Token } from '../../hsm/token.js';
-import type { KeyStoreRegistry } from '../../kms/key-store-registry.js';
+import type { AuditStatus } from '../../audit/types.js';
+import type { Readiness } from '../../kms/health.js';
 
 /**
  * GET /admin/v1/status on the daemon's Unix socket: what `p11kms status` prints. Like the
@@ -9,9 +8,8 @@ import type { KeyStoreRegistry } from '../../kms/key-store-registry.js';
  * trail is down (which is when an operator asks).
  */
 export interface StatusSources {
-  token: Token;
-  keyStores: KeyStoreRegistry;
-  audit: AuditTrail | undefined;
+  readiness: () => Readiness;
+  audit: () => AuditStatus | { enabled: false };
   listeners: () => { tcp: string; socket: string; sidecars: string[]; xks?: string | undefined };
   startedAt: number;
 }
@@ -19,14 +17,15 @@ export interface StatusSources {
 export function statusRouter(s: StatusSources): express.Router {
   const router = express.Router();
   router.get('/admin/v1/status', (_req, res) => {
+    const { ready, token, customKeyStores } = s.readiness();
     res.json({
-      ready: s.token.isHealthy(),
+      ready,
       pid: process.pid,
       node: process.version,
       uptimeSeconds: Math.round((Date.now() - s.startedAt) / 1000),
-      token: { label: s.token.label, state: s.token.state, recoveries: s.token.recoveries, sessions: s.token.poolStats() },
-      customKeyStores: s.keyStores.summary(),
-      audit: s.audit ? s.audit.status() : { enabled: false },
+      token,
+      customKeyStores: customKeyStores ?? [],
+      audit: s.audit(),
       listeners: s.listeners(),
     });
   });

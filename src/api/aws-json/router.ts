@@ -8,6 +8,8 @@ import { operations } from '../../kms/operations.js';
 import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
 import type { CallInfo } from '../../audit/aws-event.js';
+import type { PrincipalCheck } from '../../net/client-principals.js';
+import { isSecureTransport } from '../../net/listener.js';
 import { readBody, refuseWhileAuditDown, settle } from '../call.js';
 import { SigV4Verifier } from './sigv4.js';
 import { toWire } from './wire.js';
@@ -21,6 +23,8 @@ export interface AwsJsonOptions {
   clock: Clock;
   region: string;
   log: Logger;
+  /** Mutual TLS: whether the signer may use the connection's client certificate (src/net/client-principals.ts). */
+  clientPrincipal?: PrincipalCheck | undefined;
 }
 
 /** Node's request handler signature, also usable as express middleware. */
@@ -79,6 +83,9 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   const opName = call.operation;
   const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
   call.principal = credential.principal;
+  if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
+    throw Errors.accessDenied(`The client certificate of this connection is not mapped to ${credential.principal.arn}.`);
+  }
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
   let json: unknown;
@@ -98,6 +105,7 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
     userAgent: req.headers['user-agent'],
     input: input as Readonly<Record<string, unknown>>,
     authz: opts.deps.authz,
+    secureTransport: isSecureTransport(req.socket),
   };
   call.input = input as Record<string, unknown>;
   return operation.handler(opts.deps, ctx, input);

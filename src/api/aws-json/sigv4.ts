@@ -12,11 +12,9 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { Errors } from '../../errors.js';
 import type { Clock } from '../../clock.js';
+import type { SigningCredential } from '../../model/identity.js';
 
-export interface SigningCredential {
-  accessKeyId: string;
-  secretAccessKey: string;
-}
+export type { SigningCredential };
 
 export interface IncomingSignedRequest {
   /** HTTP method as received, e.g. 'POST'. */

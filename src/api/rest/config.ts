@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseRegistryArn, principalArn } from '../../authz/credentials.js';
-import type { Principal } from '../../kms/context.js';
+import type { Principal } from '../../model/identity.js';
 
 /**
  * Sidecar sockets (README "REST API"): each is a Unix socket whose file permissions are the

@@ -5,6 +5,7 @@ import { Errors, KmsError } from '../../errors.js';
 import type { KmsDeps, Principal, RequestContext } from '../../kms/context.js';
 import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
+import { isSecureTransport } from '../../net/listener.js';
 import type { RawHandler } from '../aws-json/router.js';
 import { readBody, refuseWhileAuditDown, settle } from '../call.js';
 import { toRest } from './names.js';
@@ -23,7 +24,6 @@ export interface RestAuth {
   authenticate(req: IncomingMessage, body: Buffer): Principal;
   /** The sidecar socket path, recorded in audit events. */
   socket?: string | undefined;
-  secureTransport?: boolean | undefined;
 }
 
 export interface RestOptions {
@@ -125,7 +125,7 @@ async function handle(
     userAgent: call.userAgent,
     input: input as Readonly<Record<string, unknown>>,
     authz: opts.deps.authz,
-    secureTransport: auth.secureTransport,
+    secureTransport: isSecureTransport(req.socket),
   };
   call.input = input as Record<string, unknown>;
   return route.core.handler(opts.deps, ctx, input);

@@ -2,7 +2,7 @@ import { authorize } from '../../authz/authorize.js';
 import type { Authz } from '../../authz/engine.js';
 import type { Clock } from '../../clock.js';
 import type { Principal } from '../../kms/context.js';
-import type { KeyRecord } from '../../store/types.js';
+import type { XksDaemonKey } from '../../kms/xks.js';
 import { SigV4Verifier, type IncomingSignedRequest, type SigningCredential } from '../aws-json/sigv4.js';
 import type { XksCredential } from './config.js';
 import { XksError } from './errors.js';
@@ -112,7 +112,7 @@ export function principalFromArn(arn: string, accessKeyId: string): Principal | 
 export function secondaryAuthorize(
   op: XksKeyOperation,
   meta: KeyRequestMetadata | { awsPrincipalArn: string; kmsOperation: string },
-  key: KeyRecord,
+  key: XksDaemonKey,
   ctx: { accessKeyId: string; requestId: string; sourceIp?: string | undefined; authz?: Authz | undefined; secureTransport: boolean },
 ): void {
   const action = ACTIONS[op][meta.kmsOperation];

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { z } from 'zod';
-import type { XksKeyBinding } from '../../kms/xks.js';
+import type { XksKeyBinding } from '../../model/xks.js';
+import { isLoopbackHost, listFromEnv, resolveTls, tlsFileFields, type TlsSettings } from '../../net/tls-settings.js';
 import { Secret } from '../../secret.js';
 
 /**
@@ -53,15 +52,7 @@ export function xksFileSchema<S extends z.ZodType>(secretSource: S) {
       host: z.string().min(1).optional(),
       port: z.number().int().min(0).max(65535).optional(),
       insecureHttp: z.boolean().default(false),
-      tls: z
-        .object({
-          certFile: z.string().min(1),
-          keyFile: z.string().min(1),
-          clientCaFile: z.string().min(1).optional(),
-          clientSubjectNames: z.array(z.string().min(1)).min(1).optional(),
-        })
-        .strict()
-        .optional(),
+      tls: z.object(tlsFileFields).strict().optional(),
       regions: z.array(z.string().regex(REGION)).min(1).optional(),
       healthKey: z.string().regex(KEY_REF, 'must be a key id (UUID) or an alias name (alias/...)').optional(),
       healthCacheSeconds: z.number().int().min(0).max(60).default(30),
@@ -83,12 +74,8 @@ export interface XksPrefixConfig {
   keys: XksKeyBinding[];
 }
 
-export interface XksTlsConfig {
-  cert: string;
-  key: Secret;
-  clientCa?: string | undefined;
-  clientSubjectNames?: string[] | undefined;
-}
+/** The listener's TLS (shared with the AWS API listener: src/net). */
+export type XksTlsConfig = TlsSettings;
 
 export interface XksConfig {
   host: string;
@@ -112,8 +99,6 @@ interface ResolveOptions<S> {
   readSecret: SecretReader<S>;
   fail(message: string): never;
 }
-
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 function flag(env: NodeJS.ProcessEnv, name: string, fail: (m: string) => never): boolean | undefined {
   const v = env[name];
@@ -192,32 +177,18 @@ export function resolveXksConfig<S>(
     certFile: env.P11KMS_XKS_TLS_CERT || file?.tls?.certFile,
     keyFile: env.P11KMS_XKS_TLS_KEY || file?.tls?.keyFile,
     clientCaFile: env.P11KMS_XKS_TLS_CLIENT_CA || file?.tls?.clientCaFile,
-    clientSubjectNames: env.P11KMS_XKS_TLS_CLIENT_SUBJECT
-      ? env.P11KMS_XKS_TLS_CLIENT_SUBJECT.split(',').map((s) => s.trim()).filter(Boolean)
-      : file?.tls?.clientSubjectNames,
+    clientSubjectNames: listFromEnv(env.P11KMS_XKS_TLS_CLIENT_SUBJECT) ?? file?.tls?.clientSubjectNames,
+    watchIntervalMs: file?.tls?.watchIntervalMs,
   };
   let tls: XksTlsConfig | undefined;
   if (insecureHttp) {
-    if (!LOOPBACK.test(host)) fail(`xks.insecureHttp (development mode) is allowed on loopback addresses only, not '${host}'`);
+    if (!isLoopbackHost(host)) fail(`xks.insecureHttp (development mode) is allowed on loopback addresses only, not '${host}'`);
     if (tlsFiles.certFile || tlsFiles.keyFile) fail('xks: choose either tls or insecureHttp, not both');
   } else {
     if (!tlsFiles.certFile || !tlsFiles.keyFile) {
       fail('xks.tls.certFile and xks.tls.keyFile are required (or xks.insecureHttp on loopback, for development)');
     }
-    const read = (path: string, what: string): string => {
-      try {
-        return readFileSync(resolve(cwd, path), 'utf8');
-      } catch {
-        return fail(`xks.tls: cannot read the ${what} file ${path}`);
-      }
-    };
-    if (tlsFiles.clientSubjectNames && !tlsFiles.clientCaFile) fail('xks.tls.clientSubjectNames needs xks.tls.clientCaFile');
-    tls = {
-      cert: read(tlsFiles.certFile as string, 'certificate'),
-      key: new Secret(read(tlsFiles.keyFile as string, 'private key')),
-      clientCa: tlsFiles.clientCaFile ? read(tlsFiles.clientCaFile, 'client CA') : undefined,
-      clientSubjectNames: tlsFiles.clientSubjectNames,
-    };
+    tls = resolveTls(tlsFiles, 'xks.tls', cwd, fail);
   }
 
   const prefixes = new Map<string, XksPrefixConfig>();

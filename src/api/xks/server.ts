@@ -1,17 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { xksCallEvent } from '../../audit/xks-event.js';
 import type { Clock } from '../../clock.js';
 import { isKmsError } from '../../errors.js';
 import type { KmsDeps } from '../../kms/context.js';
 import {
-  XksHealthCheck, XksKeyResolver, xksDecrypt, xksEncrypt, xksKeyMetadata, type XksKeyBinding,
+  XksHealthCheck, XksKeyResolver, xksDecrypt, xksEncrypt, xksKeyMetadata, type XksDaemonKey, type XksKeyBinding,
 } from '../../kms/xks.js';
 import type { Logger } from '../../log.js';
+import { isSecureTransport, startListener, type Listener } from '../../net/listener.js';
 import { requestDuration, requestErrors, requests } from '../../metrics/metrics.js';
-import type { KeyRecord } from '../../store/types.js';
 import { secondaryAuthorize, XksAuthenticator, type XksKeyOperation } from './auth.js';
 import type { XksConfig } from './config.js';
 import { errorBody, toXksError, XksError, type XksErrorName } from './errors.js';
@@ -41,8 +39,10 @@ export interface XksAuditEvent {
   operation?: XksOperation | undefined;
   uriPrefix?: string | undefined;
   externalKeyId?: string | undefined;
-  /** The daemon key the external key id resolved to. */
+  /** The daemon key the external key id resolved to (its id, ARN and account: the audit event names it). */
   keyId?: string | undefined;
+  keyArn?: string | undefined;
+  keyAccountId?: string | undefined;
   /** The XKS SigV4 access key id that authenticated the request. */
   accessKeyId?: string | undefined;
   sourceIp?: string | undefined;
@@ -68,13 +68,8 @@ export interface XksFrontDoorOptions {
   onAudit?: ((event: XksAuditEvent) => void) | undefined;
 }
 
-export interface XksServer {
-  server: Server;
-  port: number;
-  /** 'https' or, in development mode, 'http'. */
-  scheme: 'https' | 'http';
-  stop(): Promise<void>;
-}
+/** The listener: 'https' or, in development mode, 'http'; reloadTls() re-reads the certificate files. */
+export type XksServer = Listener;
 
 const MARK = '/kms/xks/v1/';
 const MAX_BODY_BYTES = 64 * 1024;
@@ -184,7 +179,7 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       } else {
         log.debug({ requestId, op: event.operation, ms: event.durationMs }, 'XKS request');
       }
-      audit.record(xksCallEvent(opts.deps, event)).then(
+      audit.record(xksCallEvent(event)).then(
         () => undefined,
         (e: unknown) => {
           log.error({ requestId, op: event.operation, err: (e as Error)?.message }, 'XKS audit event not written');
@@ -263,17 +258,19 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
       return healthStatus();
     }
 
-    const binding = (): { binding: XksKeyBinding; key: KeyRecord } => {
+    const binding = (): { binding: XksKeyBinding; key: XksDaemonKey } => {
       const b = r.state.keys.get(r.externalKeyId as string);
       if (!b) throw new XksError('KeyNotFoundException', `The external key ${(r.externalKeyId as string).slice(0, 128)} is not found.`);
       const key = resolver.resolve(b);
       event.keyId = key.keyId;
+      event.keyArn = key.arn;
+      event.keyAccountId = key.accountId;
       return { binding: b, key };
     };
-    const authorizeKey = (op: XksKeyOperation, meta: RequestMetadata & { awsPrincipalArn: string }, key: KeyRecord) => {
+    const authorizeKey = (op: XksKeyOperation, meta: RequestMetadata & { awsPrincipalArn: string }, key: XksDaemonKey) => {
       if (opts.config.secondaryAuthorization) {
         secondaryAuthorize(op, meta, key, {
-          accessKeyId, requestId, sourceIp: req.socket.remoteAddress, authz: opts.deps.authz, secureTransport: !!opts.config.tls,
+          accessKeyId, requestId, sourceIp: req.socket.remoteAddress, authz: opts.deps.authz, secureTransport: isSecureTransport(req.socket),
         });
       }
     };
@@ -360,73 +357,24 @@ export function xksRequestHandler(opts: XksFrontDoorOptions): (req: IncomingMess
 }
 
 /**
- * Starts the listener: HTTPS (TLS 1.2+, optional mutual TLS with a client CA and subject names),
- * or plain HTTP in development mode (loopback only; configuration refuses anything else).
+ * Starts the listener (src/net/listener.ts): HTTPS (TLS 1.2+, optional mutual TLS with a client
+ * CA and subject names, certificate reload), or plain HTTP in development mode (loopback only;
+ * configuration refuses anything else).
  */
 export async function startXksServer(opts: XksFrontDoorOptions): Promise<XksServer> {
   const { config } = opts;
-  const handler = xksRequestHandler(opts);
-  let server: Server;
-  if (config.tls) {
-    const tls = config.tls;
-    const https = createHttpsServer(
-      {
-        cert: tls.cert,
-        key: tls.key.reveal(),
-        minVersion: 'TLSv1.2',
-        ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
-      },
-      handler,
-    );
-    const names = tls.clientSubjectNames;
-    if (names) {
-      // Subject check after the CA check: a client certificate with another CN loses its connection.
-      https.on('secureConnection', (socket: TLSSocket) => {
-        const cn = socket.getPeerCertificate()?.subject?.CN as string | string[] | undefined;
-        const cns = Array.isArray(cn) ? cn : cn ? [cn] : [];
-        if (!cns.some((c) => names.includes(c))) {
-          opts.log.warn({ remote: socket.remoteAddress, cn: cns.join(',').slice(0, 128) }, 'XKS client certificate subject refused');
-          socket.destroy();
-        }
-      });
-    }
-    server = https;
-  } else {
-    server = createHttpServer(handler);
-    opts.log.warn({ host: config.host }, 'XKS proxy in development mode: plain HTTP, loopback only');
-  }
-  server.keepAliveTimeout = 65_000;
-
-  let stopping = false;
-  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-    res.once('finish', () => {
-      if (stopping) setImmediate(() => server.closeIdleConnections());
-    });
+  if (!config.tls) opts.log.warn({ host: config.host }, 'XKS proxy in development mode: plain HTTP, loopback only');
+  const listener = await startListener({
+    name: 'XKS proxy',
+    address: { host: config.host, port: config.port },
+    tls: config.tls,
+    handler: xksRequestHandler(opts),
+    log: opts.log,
+    keepAliveTimeoutMs: 65_000,
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  const scheme = config.tls ? 'https' : 'http';
   opts.log.info(
-    { host: config.host, port, scheme, prefixes: config.uriPrefixes.map((p) => p.prefix || '/'), mtls: !!config.tls?.clientCa },
+    { host: config.host, port: listener.port, scheme: listener.scheme, prefixes: config.uriPrefixes.map((p) => p.prefix || '/'), mtls: !!config.tls?.clientCa },
     'XKS proxy listening',
   );
-  let stopped: Promise<void> | undefined;
-  return {
-    server,
-    port,
-    scheme,
-    stop: () =>
-      (stopped ??= new Promise<void>((resolve) => {
-        stopping = true;
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      })),
-  };
+  return listener;
 }
