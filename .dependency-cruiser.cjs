@@ -22,11 +22,32 @@ module.exports = {
       to: { path: '^src/(hsm|store)/' },
     },
     {
+      name: 'core-knows-no-http',
+      comment: 'The KMS core and the layers beside and below it know nothing of HTTP or of any front door: adding a door touches no core file.',
+      severity: 'error',
+      from: { path: '^src/(kms|authz|audit|store|hsm)/' },
+      to: { path: ['^src/api/', '(^|/)node_modules/express/'] },
+    },
+    {
+      name: 'core-knows-no-http-modules',
+      comment: 'Node\'s HTTP servers belong to the front doors (src/api, src/net), not the core.',
+      severity: 'error',
+      from: { path: '^src/(kms|authz|audit|store|hsm)/' },
+      to: { dependencyTypes: ['core'], path: '^(node:)?https?$' },
+    },
+    {
       name: 'hsm-knows-no-kms',
       comment: 'src/hsm is PKCS#11 only: it knows nothing of KMS semantics, the store, authorization, audit or a front door.',
       severity: 'error',
       from: { path: '^src/hsm/' },
       to: { path: '^src/(kms|store|authz|audit|api)/' },
+    },
+    {
+      name: 'only-hsm-speaks-pkcs11',
+      comment: 'src/hsm is the only code that imports pkcs11js: above it, keys are handles with verbs and failures are named, never CKR codes.',
+      severity: 'error',
+      from: { pathNot: '^src/hsm/' },
+      to: { path: '(^|/)node_modules/(pkcs11js|graphene-pk11)/' },
     },
     {
       name: 'store-is-metadata-only',

@@ -5,12 +5,15 @@
 // BENCH_WARMUP_SECONDS (default 3), BENCH_KEEP=1 keeps the temp dir, BENCH_CPU_PROF=DIR runs the
 // daemon with --cpu-prof into DIR, BENCH_ROWS=Encrypt,Decrypt,... limits the daemon rows,
 // BENCH_DAEMON_ENV='{"P11KMS_AUDIT_DURABILITY":"write"}' adds daemon environment.
+// The HSM rows (Encrypt through the HSM emulator at 1 and 5 ms per token call, pools 8/32/128):
+// BENCH_HSM_SECONDS (per row, default 5), BENCH_HSM_LATENCIES (default 1,5), BENCH_HSM_POOLS
+// (default 8,32,128).
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -18,7 +21,10 @@ const ROOT = resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
-const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Decrypt,GenerateDataKey,Sign,XKS').split(',');
+const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Decrypt,GenerateDataKey,Sign,XKS,HSM').split(',');
+const HSM_SECONDS = Number(process.env.BENCH_HSM_SECONDS ?? 5);
+const HSM_LATENCIES = (process.env.BENCH_HSM_LATENCIES ?? '1,5').split(',').map(Number);
+const HSM_POOLS = (process.env.BENCH_HSM_POOLS ?? '8,32,128').split(',').map(Number);
 const MODULE = process.env.P11KMS_PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
 const CREDENTIALS = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
 const REGION = 'us-east-1';
@@ -75,8 +81,8 @@ function rssMb(pid) {
   }
 }
 
-async function startDaemon(dir, conf) {
-  const extra = process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {};
+async function startDaemon(dir, conf, env = {}) {
+  const extra = { ...(process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {}), ...env };
   const args = [];
   if (process.env.BENCH_CPU_PROF) args.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`);
   args.push(join(ROOT, 'dist/entry.cjs'), 'serve');
@@ -132,8 +138,8 @@ function cpuMs(pid, sysOnly = false) {
   }
 }
 
-async function load(port, requests, seconds, pid) {
-  const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections: CONNECTIONS, seconds, requests });
+async function load(port, requests, seconds, pid, connections = CONNECTIONS) {
+  const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections, seconds, requests });
   const cpu0 = cpuMs(pid);
   const sys0 = cpuMs(pid, true);
   let peak = 0;
@@ -170,6 +176,64 @@ function xksRow() {
   } catch (e) {
     return { name, na: `failed: ${String(e.message ?? e).split('\n')[0]}` };
   }
+}
+
+/**
+ * Encrypt through the HSM emulator (test/emulator) in front of the same SoftHSM2 token, the
+ * emulator sleeping `latency` ms in the calling thread on each call a network HSM would send to
+ * the HSM (C_Encrypt here; C_EncryptInit is local). The emulated HSM's capacity for a pool is
+ * sessions ÷ latency; each row starts its own daemon with that pool and twice as many connections.
+ */
+async function hsmRows(dir, conf) {
+  const module = execFileSync(join(ROOT, 'test/emulator/build.sh'), { encoding: 'utf8' }).trim();
+  const rows = [];
+  for (const latency of HSM_LATENCIES) {
+    for (const pool of HSM_POOLS) {
+      const emuConf = join(dir, `p11emu-${latency}-${pool}.conf`);
+      writeFileSync(emuConf, `module=${MODULE}\nlatency_ms=${latency}\n`);
+      const connections = Math.max(16, 2 * pool);
+      const capacity = (pool * 1000) / latency;
+      const daemon = await startDaemon(dir, conf, {
+        P11KMS_PKCS11_MODULE: module, P11EMU_CONFIG: emuConf, P11KMS_MAX_SESSIONS: String(pool),
+      });
+      try {
+        const kms = new KMSClient({ endpoint: `http://127.0.0.1:${daemon.port}`, region: REGION, credentials: CREDENTIALS });
+        const key = (await kms.send(new CreateKeyCommand({ Description: 'bench hsm' }))).KeyMetadata;
+        const bodies = Array.from({ length: 64 }, (_, i) =>
+          JSON.stringify({ KeyId: key.KeyId, Plaintext: b64(Buffer.alloc(32, i)), EncryptionContext: ENCRYPTION_CONTEXT }));
+        log(`HSM ${latency} ms, pool ${pool}: warm-up 1 s, then ${HSM_SECONDS} s at ${connections} connections`);
+        await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), 1, daemon.child.pid, connections);
+        const r = await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), HSM_SECONDS, daemon.child.pid, connections);
+        log(`HSM ${latency} ms, pool ${pool}: ${fmt(r.rps)} req/s of ${fmt(capacity)} (${((100 * r.rps) / capacity).toFixed(0)} %), p50 ${r.p50} ms, p99 ${r.p99} ms, daemon ${r.daemonCores.toFixed(2)} cores, load ${loadavg()}`);
+        rows.push({ latency, pool, connections, capacity, load: loadavg(), ...r });
+      } finally {
+        daemon.child.kill('SIGTERM');
+        await new Promise((res) => daemon.child.once('exit', res));
+      }
+      // The control: the same emulated HSM driven by `pool` plain threads, no daemon.
+      const direct = await runNode([join(ROOT, 'bench/hsm-direct.mjs'), module, LABEL, join(dir, 'softhsm', 'user.pin'), String(pool), '3'], {
+        env: { ...process.env, SOFTHSM2_CONF: conf, P11EMU_CONFIG: emuConf },
+      });
+      rows.at(-1).direct = direct.rps;
+      log(`HSM ${latency} ms, pool ${pool}: driven directly by ${pool} threads ${fmt(direct.rps)} ops/s`);
+    }
+  }
+  return rows;
+}
+
+function hsmTable(rows) {
+  if (rows.length === 0) return [];
+  return [
+    '',
+    `Through the HSM emulator (test/emulator, in front of the same SoftHSM2 token): Encrypt with the emulator sleeping the given latency in the calling thread on each C_Encrypt, as a network HSM blocks; one daemon per row with that many sessions (a network-HSM profile: token calls on the libuv pool, UV_THREADPOOL_SIZE = sessions + 4), 2 × pool connections (at least 16), ${HSM_SECONDS} s after 1 s warm-up. Capacity = sessions ÷ latency.`,
+    '',
+    '| Token call latency | Pool (sessions) | Connections | Emulated HSM capacity (req/s) | Same HSM driven directly (ops/s) | Daemon Encrypt req/s | % of capacity | p50 (ms) | p99 (ms) | Daemon CPU (cores) | Load average after |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...rows.map((r) => {
+      const flag = r.non2xx || r.errors ? ` (${r.non2xx} non-2xx, ${r.errors} errors)` : '';
+      return `| ${r.latency} ms | ${r.pool} | ${r.connections} | ${fmt(r.capacity)} | ${fmt(r.direct)} | ${fmt(r.rps)}${flag} | ${((100 * r.rps) / r.capacity).toFixed(0)} % | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.daemonCores.toFixed(2)} | ${r.load} |`;
+    }),
+  ];
 }
 
 const b64 = (b) => Buffer.from(b).toString('base64');
@@ -237,6 +301,7 @@ async function main() {
   }
 
   if (ROWS.includes('XKS')) rows.push(xksRow());
+  const hsm = ROWS.includes('HSM') ? await hsmRows(dir, conf) : [];
 
   log('limit again (the machine is shared: the ratio uses the mean of both runs)');
   const limitAfter = await runNode(limitArgs, limitEnv);
@@ -262,6 +327,7 @@ async function main() {
     }
   }
   lines.push('', `Daemon peak RSS over the whole run (VmHWM): ${fmt(rows.hwm)} MB. Ratios use the mean limit, ${fmt(limit)} ops/s.`);
+  lines.push(...hsmTable(hsm));
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

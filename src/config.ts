@@ -3,6 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
 import { resolveSidecars, SidecarsSchema, type Sidecar } from './api/rest/config.js';
+import { CapabilitiesSchema } from './hsm/profile.js';
 import { apiTlsFileSchema, resolveApiListenerSecurity, type ApiListenerSecurity } from './net/api-tls-config.js';
 import { Secret } from './secret.js';
 
@@ -27,15 +28,13 @@ const HsmSchema = z
     maxWaiters: z.number().int().min(0).max(100_000).default(1024),
     /** Worker threads that run AES-GCM token calls off the event loop (0: event loop + libuv pool). Default max(2, CPUs). */
     workerThreads: z.number().int().min(0).max(256).optional(),
+    /** A per-request token call (not key generation) without an answer after this long fails with 503 DependencyTimeoutException (0: no limit). */
+    callTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
     moduleEnv: z.record(z.string(), z.string()).default({}),
-    capabilities: z
-      .object({
-        gcmIv: z.enum(['caller', 'token-generated', 'token-appended']).default('caller'),
-        gcmZeroIvBuffer: z.boolean().default(false),
-        modifiableFalse: z.boolean().default(true),
-      })
-      .strict()
-      .prefault({}),
+    /** C_Initialize's pReserved string, for modules that take init arguments (NSS softoken: configdir=…). */
+    libraryParameters: z.string().min(1).optional(),
+    /** The module's capability profile (src/hsm/profile.ts; native-config/README.md). */
+    capabilities: CapabilitiesSchema.prefault({}),
   })
   .strict();
 
@@ -177,9 +176,6 @@ function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv,
       );
     }
     const { $comment: _, trustAnchorCertificate, ...rest } = h;
-    if (rest.capabilities.gcmIv !== 'caller') {
-      throw new ConfigError(`hsms.${name}.capabilities.gcmIv '${rest.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`);
-    }
     const where = `${rest.module}\u0000${rest.tokenLabel}`;
     const other = seen.get(where);
     if (other) {
@@ -241,11 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.tokenLabel = env.P11KMS_TOKEN_LABEL || hsm.tokenLabel;
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
   hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
-  if (hsm.capabilities.gcmIv !== 'caller') {
-    throw new ConfigError(
-      `hsm.capabilities.gcmIv '${hsm.capabilities.gcmIv}' is recognised but not implemented yet; only 'caller' is supported`,
-    );
-  }
+  hsm.callTimeoutMs = intFromEnv(env, 'P11KMS_TOKEN_CALL_TIMEOUT_MS') ?? hsm.callTimeoutMs;
   // The development token of ./scripts/start: its SoftHSM2 configuration is found in the data
   // directory, so `p11kms status|audit verify|config check` need no SOFTHSM2_CONF of their own.
   const devSoftHsmConf = join(dataDir, 'softhsm', 'softhsm2.conf');

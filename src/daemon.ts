@@ -83,9 +83,11 @@ export async function startDaemon(
       maxSessions: config.hsm.maxSessions,
       sessionWaitMs: config.hsm.sessionWaitMs,
       maxWaiters: config.hsm.maxWaiters,
-      modifiableFalse: config.hsm.capabilities.modifiableFalse,
+      capabilities: config.hsm.capabilities,
       moduleEnv: config.hsm.moduleEnv,
+      libraryParameters: config.hsm.libraryParameters,
       workerThreads: config.hsm.workerThreads,
+      callTimeoutMs: config.hsm.callTimeoutMs,
       observe: config.metrics.enabled ? observeTokenCall : undefined,
       onRecovered: (attempts) => {
         audit

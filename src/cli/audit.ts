@@ -70,7 +70,7 @@ export async function auditCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo
     let sealer: TokenSealer | undefined;
     if (!flags.has('--no-token') && config) {
       try {
-        token = Token.open({ ...config.hsm, maxSessions: 1, modifiableFalse: config.hsm.capabilities.modifiableFalse }, silentLogger);
+        token = Token.open({ ...config.hsm, maxSessions: 1 }, silentLogger);
         sealer = await TokenSealer.open(token, false);
       } catch (e) {
         io.err(`p11kms audit verify: cannot use the token: ${(e as Error).message}\n`);

@@ -51,7 +51,7 @@ export async function configCli(argv: string[], env: NodeJS.ProcessEnv, io: CliI
   let failed = false;
   let token: Token | undefined;
   try {
-    token = Token.open({ ...config.hsm, maxSessions: 1, workerThreads: 0, modifiableFalse: config.hsm.capabilities.modifiableFalse }, silentLogger);
+    token = Token.open({ ...config.hsm, maxSessions: 1, workerThreads: 0 }, silentLogger);
     io.out(`token: '${config.hsm.tokenLabel}' on ${config.hsm.module}: found, logged in with the configured PIN\n`);
   } catch (e) {
     failed = true;

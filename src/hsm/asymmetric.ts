@@ -93,7 +93,8 @@ export function mechanismsFor(c: Capability): [string, number][][] {
           : c.kind.type === 'ec'
             ? [[M('CKM_EC_KEY_PAIR_GEN')]]
             : [[M('CKM_GENERIC_SECRET_KEY_GEN')]];
-      return c.op === 'export-pair' ? [...gen, [M('CKM_AES_KEY_WRAP_PAD')]] : gen;
+      // RFC 5649 wrap is numbered 0x210A (SoftHSM2) or 0x210B (NSS, YubiHSM); the profile says which one is used.
+      return c.op === 'export-pair' ? [...gen, [M('CKM_AES_KEY_WRAP_PAD'), ['CKM_AES_KEY_WRAP_KWP', 0x210b]]] : gen;
     }
     case 'sign':
       return c.scheme === 'rsa-pkcs1'

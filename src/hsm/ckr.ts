@@ -46,12 +46,29 @@ export const isStaleHandle = (e: unknown): boolean =>
   ckrOf(e) === pkcs11js.CKR_OBJECT_HANDLE_INVALID || ckrOf(e) === pkcs11js.CKR_KEY_HANDLE_INVALID;
 
 /**
- * How a failed AEAD decryption shows up. SoftHSM2 reports a GCM tag mismatch as
- * CKR_GENERAL_ERROR; the standard says CKR_ENCRYPTED_DATA_INVALID; some modules use the length code.
+ * What a refused C_Login says, in terms the layers above can map without PKCS#11 codes:
+ * the PIN is wrong ('pin-incorrect'), malformed or expired ('pin-rejected'), locked
+ * ('pin-locked'), or another user type is logged in ('user-conflict').
  */
-const AUTH_FAILED = new Set<number>([
-  pkcs11js.CKR_ENCRYPTED_DATA_INVALID,
-  pkcs11js.CKR_ENCRYPTED_DATA_LEN_RANGE,
-  pkcs11js.CKR_GENERAL_ERROR,
-]);
-export const isAuthenticationFailure = (e: unknown): boolean => AUTH_FAILED.has(ckrOf(e) ?? -1);
+export type LoginRefusal = 'pin-incorrect' | 'pin-rejected' | 'pin-locked' | 'user-conflict';
+
+export function loginRefusalOf(code: number | undefined): LoginRefusal | undefined {
+  switch (code) {
+    case pkcs11js.CKR_PIN_INCORRECT:
+      return 'pin-incorrect';
+    case pkcs11js.CKR_PIN_INVALID:
+    case pkcs11js.CKR_PIN_LEN_RANGE:
+    case pkcs11js.CKR_PIN_EXPIRED:
+      return 'pin-rejected';
+    case pkcs11js.CKR_PIN_LOCKED:
+      return 'pin-locked';
+    case pkcs11js.CKR_USER_ANOTHER_ALREADY_LOGGED_IN:
+    case pkcs11js.CKR_USER_TOO_MANY_TYPES:
+      return 'user-conflict';
+    default:
+      return undefined;
+  }
+}
+
+/** CKR_GENERAL_ERROR: the module failed without saying why. */
+export const isGeneralError = (code: number | undefined): boolean => code === pkcs11js.CKR_GENERAL_ERROR;

@@ -1,6 +1,66 @@
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type pkcs11js from 'pkcs11js';
+
+/**
+ * A token call that did not answer within the executor's timeout (a hung network HSM). The worker
+ * stays blocked inside the module and is retired; `settled` resolves once the call finally
+ * returns, so the caller can close the session it was using then and not while it is in use.
+ */
+export class TokenCallTimeout extends Error {
+  constructor(
+    readonly timeoutMs: number,
+    readonly settled: Promise<void>,
+  ) {
+    super(`token call did not answer within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * The asynchronous calls (run on the libuv pool) that get the per-call timeout: the per-request
+ * cryptographic ones. Key generation is left unbounded: an RSA-4096 key pair takes seconds on a
+ * software token, longer under load, and is not a sign of a hung HSM.
+ */
+const TIMED_CALLS = new Set([
+  'C_EncryptAsync', 'C_DecryptAsync', 'C_SignAsync', 'C_VerifyAsync', 'C_DigestAsync', 'C_WrapKeyAsync', 'C_UnwrapKeyAsync', 'C_DeriveKeyAsync',
+]);
+
+/**
+ * The module with a timeout on its per-request asynchronous calls (TIMED_CALLS): one that has not
+ * settled after `timeoutMs` rejects with TokenCallTimeout. The libuv thread stays inside the
+ * module until the call returns; `settled` says when.
+ */
+export function withCallTimeout(p: pkcs11js.PKCS11, timeoutMs: number): pkcs11js.PKCS11 {
+  // Native methods must be called on the real object, never on the proxy: bound once, cached.
+  const bound = new Map<string | symbol, unknown>();
+  return new Proxy(p, {
+    get(target, name) {
+      const known = bound.get(name);
+      if (known) return known;
+      const value = Reflect.get(target, name) as unknown;
+      if (typeof value !== 'function') return value;
+      const fn = typeof name === 'string' && TIMED_CALLS.has(name) ? timed(target, value as (...a: unknown[]) => Promise<unknown>) : value.bind(target);
+      bound.set(name, fn);
+      return fn;
+    },
+  });
+
+  function timed(target: pkcs11js.PKCS11, value: (...a: unknown[]) => Promise<unknown>) {
+      return (...args: unknown[]) => {
+        const call = (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        let timer: NodeJS.Timeout | undefined;
+        const settled = call.then(
+          () => undefined,
+          () => undefined,
+        );
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new TokenCallTimeout(timeoutMs, settled)), timeoutMs);
+        });
+        return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+      };
+  }
+}
 
 /** Errors from a worker carry the PKCS#11 code (like pkcs11js errors) and the phase that failed. */
 export function failedPhase(e: unknown): string | undefined {
@@ -51,6 +111,9 @@ interface Slot {
   data: Buffer;
   busy: boolean;
   job: Job | undefined;
+  timer?: NodeJS.Timeout;
+  /** Set when its call timed out: the worker is terminated as soon as the call returns. */
+  retired?: () => void;
 }
 
 /** Atomics.waitAsync (V8 ≥ 8.7, Node ≥ 16), missing from the ES2022 type library. */
@@ -89,7 +152,7 @@ for (;;) {
     const dataLen = b.readUInt32BE(8);
     const aad = take(aadLen);
     const data = take(dataLen);
-    const mech = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad, ivBits: iv.length * 8, tagBits: 128 } };
+    const mech = { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_GCM, iv, aad, ivBits: iv.length * 8, tagBits: 128 } };
     let out;
     if (kind === 1) {
       p.C_EncryptInit(session, mech, key);
@@ -121,10 +184,11 @@ export class TokenExecutor {
   private closed = false;
   private readonly pkcs11jsPath = createRequire(import.meta.url).resolve('pkcs11js');
 
-  /** At most `threads` workers, started on demand. */
+  /** At most `threads` workers, started on demand; a call without an answer after `timeoutMs` fails with TokenCallTimeout (0: no limit). */
   constructor(
     private readonly modulePath: string,
     private readonly threads = Math.max(2, cpus().length),
+    private readonly timeoutMs = 0,
   ) {}
 
   gcm(kind: Kind, session: Buffer, key: Buffer, iv: Buffer, aad: Buffer, data: Buffer): Promise<Buffer> {
@@ -163,7 +227,9 @@ export class TokenExecutor {
       if (!this.closed) process.emitWarning(`token worker ${why}`);
     };
     worker.on('error', (e) => lost(`failed: ${e.message}`));
-    worker.on('exit', () => lost('exited'));
+    worker.on('exit', () => {
+      if (!slot.retired) lost('exited');
+    });
     worker.unref();
     this.slots.push(slot);
     return slot;
@@ -177,14 +243,44 @@ export class TokenExecutor {
     job.msg.copy(slot.data, 0);
     Atomics.store(slot.ctrl, 0, REQUEST);
     Atomics.notify(slot.ctrl, 0);
+    if (this.timeoutMs > 0) slot.timer = setTimeout(() => this.retire(slot, job), this.timeoutMs);
     const waited = waitAsync(slot.ctrl, 0, REQUEST);
     const settle = () => this.settle(slot, job);
     if (waited.async) void (waited.value as Promise<string>).then(settle);
     else settle();
   }
 
+  /**
+   * The call hung: fail it now, take the worker out of service (it is blocked in the module and
+   * cannot be interrupted) and let queued work go to a fresh worker.
+   */
+  private retire(slot: Slot, job: Job): void {
+    if (slot.job !== job) return;
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+    slot.job = undefined;
+    slot.worker.unref();
+    const settled = new Promise<void>((resolve) => {
+      slot.retired = resolve;
+    });
+    job.reject(new TokenCallTimeout(this.timeoutMs, settled));
+    const waiting = this.queue.shift();
+    if (waiting && !this.closed) this.dispatch(this.spawn(), waiting);
+  }
+
   private settle(slot: Slot, job: Job): void {
-    if (slot.job !== job) return; // the worker died and the job was rejected
+    if (slot.retired) {
+      if (Atomics.load(slot.ctrl, 0) === RESPONSE) {
+        slot.retired();
+        void slot.worker.terminate();
+      } else {
+        const again = waitAsync(slot.ctrl, 0, REQUEST);
+        if (again.async) void (again.value as Promise<string>).then(() => this.settle(slot, job));
+        else queueMicrotask(() => this.settle(slot, job));
+      }
+      return;
+    }
+    if (slot.job !== job) return; // the worker died or timed out and the job was rejected
     if (Atomics.load(slot.ctrl, 0) !== RESPONSE) {
       // Woken without an answer: wait again.
       const again = waitAsync(slot.ctrl, 0, REQUEST);
@@ -193,6 +289,7 @@ export class TokenExecutor {
       return;
     }
     slot.job = undefined;
+    clearTimeout(slot.timer);
     slot.worker.unref();
     const d = slot.data;
     if (d[0] === 1) {

@@ -24,22 +24,24 @@ export interface LoadedModule {
   /** Tokens on this module, told after each reinitialization. */
   readonly listeners: Set<() => void>;
   drained: (() => void) | undefined;
+  /** C_Initialize's init arguments (NSS softoken), kept for reinitialization. */
+  libraryParameters: string | undefined;
 }
 
 const modules = new Map<string, LoadedModule>();
 /** How long a reinitialization waits for in-flight operations before going ahead anyway. */
 const DRAIN_LIMIT_MS = 10_000;
 
-function initialize(p: pkcs11js.PKCS11): void {
+function initialize(p: pkcs11js.PKCS11, libraryParameters: string | undefined): void {
   try {
-    // Without CKF_OS_LOCKING_OK SoftHSM2 turns its own locking off.
-    p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    // Without CKF_OS_LOCKING_OK SoftHSM2 turns its own locking off; every module gets it.
+    p.C_Initialize(libraryParameters ? { flags: pkcs11js.CKF_OS_LOCKING_OK, libraryParameters } : { flags: pkcs11js.CKF_OS_LOCKING_OK });
   } catch (e) {
     if ((e as { code?: number }).code !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
   }
 }
 
-export function loadModule(path: string, env: Record<string, string> = {}): LoadedModule {
+export function loadModule(path: string, env: Record<string, string> = {}, libraryParameters?: string): LoadedModule {
   const real = realModulePath(path);
   const existing = modules.get(real);
   if (existing) return existing;
@@ -47,8 +49,10 @@ export function loadModule(path: string, env: Record<string, string> = {}): Load
   for (const [k, v] of Object.entries(env)) process.env[k] = v;
   const pkcs11 = new pkcs11js.PKCS11();
   pkcs11.load(real);
-  initialize(pkcs11);
-  const mod: LoadedModule = { path: real, pkcs11, inflight: 0, gate: undefined, generation: 0, listeners: new Set(), drained: undefined };
+  initialize(pkcs11, libraryParameters);
+  const mod: LoadedModule = {
+    path: real, pkcs11, inflight: 0, gate: undefined, generation: 0, listeners: new Set(), drained: undefined, libraryParameters,
+  };
   modules.set(real, mod);
   return mod;
 }
@@ -88,6 +92,11 @@ export function reinitializeModule(mod: LoadedModule): Promise<void> {
     open = resolve;
   });
   const done = (async () => {
+    // Yield first: with nothing in flight the body would otherwise run (and its finally delete
+    // the entry) before reinitializing.set below, leaving a settled promise that every later
+    // call returned without reinitializing; and listeners would run inside the caller's
+    // synchronous part, before it could record that a recovery is under way.
+    await null;
     try {
       if (mod.inflight > 0) {
         let timer: NodeJS.Timeout | undefined;
@@ -103,7 +112,7 @@ export function reinitializeModule(mod: LoadedModule): Promise<void> {
       } catch {
         /* not initialized any more */
       }
-      initialize(mod.pkcs11);
+      initialize(mod.pkcs11, mod.libraryParameters);
       mod.generation++;
       for (const listener of mod.listeners) {
         try {

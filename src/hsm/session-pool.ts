@@ -70,10 +70,18 @@ export class SessionPool<S> {
     });
   }
 
-  /** Return a session; `broken` sessions (or ones from before a recovery) are closed, not reused. */
-  release(p: Pooled<S>, broken = false): void {
+  /**
+   * Return a session; `broken` sessions (or ones from before a recovery) are closed, not reused.
+   * `closeAfter`: a call still runs on it (timed out), so it is closed only when that settles.
+   */
+  release(p: Pooled<S>, broken = false, closeAfter?: Promise<void>): void {
     if (broken || p.generation !== this.generation || this.closed) {
-      this.discard(p);
+      if (closeAfter) {
+        this.total--;
+        void closeAfter.then(() => this.discard({ ...p }, false));
+      } else {
+        this.discard(p);
+      }
       // A slot freed up: let the next waiter open a fresh session.
       const next = this.waiters.shift();
       if (next) {
@@ -113,8 +121,8 @@ export class SessionPool<S> {
     }
   }
 
-  private discard(p: Pooled<S>): void {
-    this.total--;
+  private discard(p: Pooled<S>, counted = true): void {
+    if (counted) this.total--;
     try {
       this.opts.close(p.session);
     } catch {

@@ -1,12 +1,21 @@
 import pkcs11js from 'pkcs11js';
+import type { Capabilities } from './profile.js';
 
 /**
- * The key templates the daemon gives the token, with the module's adjustments applied (for
- * now: whether CKA_MODIFIABLE=false may be set). Every persistent object is private, and every
- * secret or private key is sensitive and non-extractable.
+ * The key templates the daemon gives the token, with the profile's adjustments applied
+ * (whether CKA_MODIFIABLE=false may be set; whether AES generation may name CKA_SENSITIVE).
+ * Every persistent object is private, and every secret or private key is sensitive and
+ * non-extractable (where the module refuses an explicit CKA_SENSITIVE, its keys are sensitive
+ * by default: that is proven by the attribute test, not assumed).
  */
 export class KeyTemplates {
-  constructor(private readonly modifiableFalse: boolean) {}
+  private readonly modifiableFalse: boolean;
+  private readonly aesExplicitSensitive: boolean;
+
+  constructor(caps: Pick<Capabilities, 'modifiableFalse' | 'aesExplicitSensitive'>) {
+    this.modifiableFalse = caps.modifiableFalse;
+    this.aesExplicitSensitive = caps.aesExplicitSensitive;
+  }
 
   /** A token AES-256 key for KMS symmetric keys: sensitive, non-extractable, encrypt/decrypt only. */
   secretKey(id: Buffer, label: string): pkcs11js.Template {
@@ -29,7 +38,26 @@ export class KeyTemplates {
       { type: pkcs11js.CKA_DERIVE, value: false },
     ];
     if (this.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
-    return t;
+    return this.aesExplicitSensitive ? t : t.filter((a) => a.type !== pkcs11js.CKA_SENSITIVE);
+  }
+
+  /** A token generic secret for HMAC (HMAC KMS keys, and the MAC half of an AES-CBC + HMAC key): sign/verify only. */
+  macKey(id: Buffer, label: string, bytes: number): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
+      ...this.protectedObject(id, label),
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
   }
 
   /** The attributes every persistent key object of the daemon carries. */

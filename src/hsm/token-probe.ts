@@ -14,13 +14,13 @@ import { createRequire } from 'node:module';
 export type ProbeResult = { present: true } | { present: false; reason: string };
 
 const SCRIPT = `
-const [pkcs11jsPath, modulePath, label] = process.argv.slice(1);
+const [pkcs11jsPath, modulePath, label, libraryParameters] = process.argv.slice(1);
 const pkcs11js = require(pkcs11jsPath);
 const p = new pkcs11js.PKCS11();
 let out;
 try {
   p.load(modulePath);
-  p.C_Initialize();
+  p.C_Initialize(libraryParameters ? { libraryParameters, flags: pkcs11js.CKF_OS_LOCKING_OK } : { flags: pkcs11js.CKF_OS_LOCKING_OK });
   const labels = [];
   for (const s of p.C_GetSlotList(true)) {
     try { labels.push(p.C_GetTokenInfo(s).label.trim()); } catch { /* broken slot */ }
@@ -47,11 +47,13 @@ function probeEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-export function probeToken(modulePath: string, label: string, moduleEnv: Record<string, string> = {}, timeoutMs = 10_000): Promise<ProbeResult> {
+export function probeToken(
+  modulePath: string, label: string, moduleEnv: Record<string, string> = {}, timeoutMs = 10_000, libraryParameters?: string,
+): Promise<ProbeResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['-e', SCRIPT, pkcs11jsPath, modulePath, label],
+      ['-e', SCRIPT, pkcs11jsPath, modulePath, label, ...(libraryParameters ? [libraryParameters] : [])],
       { env: { ...probeEnv(), ...moduleEnv }, timeout: timeoutMs, maxBuffer: 64 * 1024 },
       (err, stdout) => {
         if (err) {

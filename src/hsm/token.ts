@@ -4,7 +4,7 @@ import type { CURVES, HashName, KeyKind, PairUsage, SignScheme } from './asymmet
 import { ckrName, ckrOf } from './ckr.js';
 import { loadModule } from './module.js';
 import { TokenCore, TokenOpenError, type TokenOptions } from './session-core.js';
-import { AeadVerbs } from './verbs/aead.js';
+import { AeadVerbs, type AeadShape, type Sealed } from './verbs/aead.js';
 import { AsymmetricVerbs } from './verbs/asymmetric.js';
 import { DataObjectVerbs, type TokenObjectInfo } from './verbs/data-objects.js';
 import { HmacVerbs } from './verbs/hmac.js';
@@ -15,6 +15,8 @@ export {
   AuthenticationFailed, describeReason, TokenOpenError, type TokenOptions, type TokenState,
 } from './session-core.js';
 export type { TokenObjectInfo } from './verbs/data-objects.js';
+export type { AeadShape, Sealed } from './verbs/aead.js';
+export type { AeadScheme } from './profile.js';
 export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
 
 /**
@@ -36,7 +38,7 @@ export class Token extends TokenCore {
 
   /** Connects and logs in; throws a clear error (without the PIN) when that is impossible. */
   static open(opts: TokenOptions, log: Logger): Token {
-    const mod = loadModule(opts.module, opts.moduleEnv);
+    const mod = loadModule(opts.module, opts.moduleEnv, opts.libraryParameters);
     try {
       return new Token(mod, opts, log);
     } catch (e) {
@@ -49,11 +51,25 @@ export class Token extends TokenCore {
   generateAesKey(id: Buffer, label: string): Promise<void> {
     return this.aead.generateAesKey(id, label);
   }
-  encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
-    return this.aead.encryptGcm(id, iv, aad, plaintext);
+  /** The scheme and IV length seal() gives on this token (a ciphertext format records them). */
+  get aeadShape(): AeadShape {
+    return this.aead.shape;
   }
+  /** Authenticated encryption in the token; returns the IV actually used, whoever chose it. */
+  seal(id: Buffer, aad: Buffer, plaintext: Buffer): Promise<Sealed> {
+    return this.aead.seal(id, aad, plaintext);
+  }
+  /** Inverse of seal(); throws AuthenticationFailed when the value does not authenticate. */
+  open(id: Buffer, shape: AeadShape, iv: Buffer, aad: Buffer, sealed: Buffer): Promise<Buffer> {
+    return this.aead.open(id, shape, iv, aad, sealed);
+  }
+  /** AES-GCM with the caller's IV (ciphertext ‖ tag); refused on tokens that choose their own IVs. Prefer seal(). */
+  async encryptGcm(id: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
+    return (await this.aead.sealWithIv(id, iv, aad, plaintext)).sealed;
+  }
+  /** AES-GCM decryption with the IV given back (every GCM IV mode). Prefer open(). */
   decryptGcm(id: Buffer, iv: Buffer, aad: Buffer, ciphertextAndTag: Buffer): Promise<Buffer> {
-    return this.aead.decryptGcm(id, iv, aad, ciphertextAndTag);
+    return this.aead.open(id, { scheme: 'aes-gcm', ivBytes: iv.length }, iv, aad, ciphertextAndTag);
   }
 
   // ── Key pairs (verbs/asymmetric.ts) ──

@@ -1,10 +1,9 @@
-import { randomFillSync } from 'node:crypto';
 import { z } from 'zod';
 import { authorize } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
 import { AuthenticationFailed } from '../hsm/token.js';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
-import { encodeCiphertext, encodeHeader, IV_BYTES, parseCiphertext } from './ciphertext.js';
+import { encodeCiphertext, encodeHeader, formatFor, parseCiphertext } from './ciphertext.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { connectedStoreToken } from './key-stores.js';
 import { canonicalEncryptionContext } from './encryption-context.js';
@@ -44,10 +43,11 @@ function checkAlgorithm(key: KeyRecord, algorithm: string | undefined): void {
 export async function seal(deps: KmsDeps, key: KeyRecord, plaintext: Buffer, ec: EncryptionContext) {
   const material = materialOf(deps, key, key.currentVersion);
   if (!material) throw Errors.keyUnavailable(`The key material for ${key.arn} is unavailable.`);
-  const header = encodeHeader(key.keyId, material.version);
-  const iv = randomFillSync(Buffer.allocUnsafe(IV_BYTES));
+  const token = tokenFor(deps, key);
+  // The header names the format (and so the IV length) before the token seals: it is in the AAD.
+  const header = encodeHeader(key.keyId, material.version, formatFor(token.aeadShape));
   const aad = Buffer.concat([header, canonicalEncryptionContext(ec)]);
-  const sealed = await tokenFor(deps, key).encryptGcm(material.objectId, iv, aad, plaintext);
+  const { iv, sealed } = await token.seal(material.objectId, aad, plaintext);
   return { blob: encodeCiphertext(header, iv, sealed), material };
 }
 
@@ -90,7 +90,7 @@ async function open(
   dryRunStop(dry);
   const aad = Buffer.concat([parsed.header, canonicalEncryptionContext(ec)]);
   try {
-    const plaintext = await tokenFor(deps, key).decryptGcm(material.objectId, parsed.iv, aad, parsed.sealed);
+    const plaintext = await tokenFor(deps, key).open(material.objectId, parsed.shape, parsed.iv, aad, parsed.sealed);
     return { key, material, plaintext };
   } catch (e) {
     if (e instanceof AuthenticationFailed) {

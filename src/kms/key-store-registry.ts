@@ -1,7 +1,6 @@
-import pkcs11js from 'pkcs11js';
 import type { NamedHsm } from '../config.js';
 import { Errors, KmsError } from '../errors.js';
-import { ckrOf, isSessionLost } from '../hsm/ckr.js';
+import { ckrOf, isGeneralError, isSessionLost, loginRefusalOf } from '../hsm/ckr.js';
 import { loadModule, reinitializeModule } from '../hsm/module.js';
 import { probeToken } from '../hsm/token-probe.js';
 import { describeReason, Token, TokenOpenError, type TokenOptions } from '../hsm/token.js';
@@ -355,8 +354,10 @@ export class KeyStoreRegistry implements KeyStoreConnections {
           maxSessions: hsm.maxSessions,
           sessionWaitMs: hsm.sessionWaitMs,
           maxWaiters: hsm.maxWaiters,
-          modifiableFalse: hsm.capabilities.modifiableFalse,
+          callTimeoutMs: hsm.callTimeoutMs,
+          capabilities: hsm.capabilities,
           moduleEnv: hsm.moduleEnv,
+          libraryParameters: hsm.libraryParameters,
           observe: this.opts.observe,
           onLost: (reason) => this.onLost(rec.id, epoch, reason),
         },
@@ -369,12 +370,12 @@ export class KeyStoreRegistry implements KeyStoreConnections {
       if (first !== 'probe') return first;
     }
     // Not visible to this process: ask a fresh process whether the token is there at all.
-    const probe = await probeToken(hsm.module, hsm.tokenLabel, hsm.moduleEnv);
+    const probe = await probeToken(hsm.module, hsm.tokenLabel, hsm.moduleEnv, undefined, hsm.libraryParameters);
     if (this.runtime(rec.id).epoch !== epoch) return { cancelled: true };
     if (!probe.present) return { code: 'CLUSTER_NOT_FOUND', detail: `token '${hsm.tokenLabel}' not found (${probe.reason})` };
     // It is there: this process's module has not seen it yet (it came back, or was created after start-up).
     this.deps.log.info({ customKeyStoreId: rec.id, token: hsm.tokenLabel }, 'token is back; reinitializing its PKCS#11 module');
-    await reinitializeModule(loadModule(hsm.module, hsm.moduleEnv));
+    await reinitializeModule(loadModule(hsm.module, hsm.moduleEnv, hsm.libraryParameters));
     if (this.runtime(rec.id).epoch !== epoch) return { cancelled: true };
     try {
       return { token: open() };
@@ -391,19 +392,16 @@ function classify(e: unknown): { code: ConnectionErrorCode; detail: string } | '
   if (e instanceof TokenOpenError) {
     if (e.kind === 'not-found') return 'probe';
     if (e.kind === 'mechanisms') return { code: 'INTERNAL_ERROR', detail };
-    switch (e.ckr) {
-      case pkcs11js.CKR_PIN_INCORRECT:
-      case pkcs11js.CKR_PIN_INVALID:
-      case pkcs11js.CKR_PIN_LEN_RANGE:
-      case pkcs11js.CKR_PIN_EXPIRED:
+    switch (loginRefusalOf(e.ckr)) {
+      case 'pin-incorrect':
+      case 'pin-rejected':
         return { code: 'INVALID_CREDENTIALS', detail };
-      case pkcs11js.CKR_PIN_LOCKED:
+      case 'pin-locked':
         return { code: 'USER_LOCKED_OUT', detail };
-      case pkcs11js.CKR_USER_ANOTHER_ALREADY_LOGGED_IN:
-      case pkcs11js.CKR_USER_TOO_MANY_TYPES:
+      case 'user-conflict':
         return { code: 'USER_LOGGED_IN', detail };
       default:
-        if (isSessionLost(e) || e.ckr === pkcs11js.CKR_GENERAL_ERROR || e.ckr === undefined) return 'probe';
+        if (isSessionLost(e) || isGeneralError(e.ckr) || e.ckr === undefined) return 'probe';
         if (ckrOf(e) === undefined) return 'probe';
         return { code: 'INTERNAL_ERROR', detail };
     }
@@ -417,8 +415,9 @@ function lossCode(reason: unknown): ConnectionErrorCode {
   if (reason instanceof KmsError || !(reason instanceof Error)) return 'CLUSTER_NOT_FOUND';
   const code = ckrOf(reason);
   if (code === undefined) return 'CLUSTER_NOT_FOUND';
-  if (code === pkcs11js.CKR_PIN_INCORRECT) return 'INVALID_CREDENTIALS';
-  if (code === pkcs11js.CKR_PIN_LOCKED) return 'USER_LOCKED_OUT';
+  const refusal = loginRefusalOf(code);
+  if (refusal === 'pin-incorrect') return 'INVALID_CREDENTIALS';
+  if (refusal === 'pin-locked') return 'USER_LOCKED_OUT';
   if (isSessionLost(reason)) return 'NETWORK_ERRORS';
   return 'INTERNAL_ERROR';
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { isKmsError } from '../errors.js';
 import type { Token } from '../hsm/token.js';
 
@@ -8,13 +7,16 @@ import type { Token } from '../hsm/token.js';
  * non-extractable like every key the daemon makes; its label is outside the `p11kms:` prefix
  * that start-up reconciliation owns, so reconciliation leaves it alone.
  *
- * Sealed form: version byte 0x01 ‖ 12-byte IV ‖ AES-GCM ciphertext ‖ 16-byte tag, with the
- * access key id in the AAD so a sealed secret cannot be moved to another access key row.
+ * Sealed form 0x02: version byte ‖ IV length (u8) ‖ IV ‖ sealed (token.seal(): AES-GCM
+ * ciphertext ‖ tag, or AES-CBC + HMAC on tokens without GCM), with the access key id in the AAD
+ * so a sealed secret cannot be moved to another access key row. Form 0x01 (12-byte IV, AES-GCM,
+ * no length byte) is still read.
  */
 export const CREDENTIALS_KEK_ID = Buffer.from('p11kms-internal/credentials-kek/v1', 'utf8');
 export const CREDENTIALS_KEK_LABEL = 'p11kms-internal:credentials-kek:v1';
-const VERSION = 1;
-const IV_BYTES = 12;
+const VERSION_1 = 1;
+const VERSION = 2;
+const V1_IV_BYTES = 12;
 
 const aadFor = (accessKeyId: string) => Buffer.from(`p11kms credential v1\u0000${accessKeyId}`, 'utf8');
 
@@ -27,7 +29,7 @@ export class SecretBox {
   private ensureKey(): Promise<void> {
     this.ready ??= (async () => {
       try {
-        await this.token.encryptGcm(CREDENTIALS_KEK_ID, randomBytes(IV_BYTES), Buffer.alloc(0), Buffer.alloc(1));
+        await this.token.seal(CREDENTIALS_KEK_ID, Buffer.alloc(0), Buffer.alloc(1));
       } catch (e) {
         if (!(isKmsError(e) && e.code === 'KeyUnavailableException')) throw e;
         await this.token.generateAesKey(CREDENTIALS_KEK_ID, CREDENTIALS_KEK_LABEL);
@@ -41,15 +43,23 @@ export class SecretBox {
 
   async seal(accessKeyId: string, secret: string): Promise<Buffer> {
     await this.ensureKey();
-    const iv = randomBytes(IV_BYTES);
-    const sealed = await this.token.encryptGcm(CREDENTIALS_KEK_ID, iv, aadFor(accessKeyId), Buffer.from(secret, 'utf8'));
-    return Buffer.concat([Buffer.from([VERSION]), iv, sealed]);
+    const { iv, sealed } = await this.token.seal(CREDENTIALS_KEK_ID, aadFor(accessKeyId), Buffer.from(secret, 'utf8'));
+    return Buffer.concat([Buffer.from([VERSION, iv.length]), iv, sealed]);
   }
 
   async open(accessKeyId: string, blob: Buffer): Promise<string> {
-    if (blob.length < 1 + IV_BYTES + 16 || blob[0] !== VERSION) throw new Error('unknown sealed secret format');
-    const iv = blob.subarray(1, 1 + IV_BYTES);
-    const plain = await this.token.decryptGcm(CREDENTIALS_KEK_ID, iv, aadFor(accessKeyId), blob.subarray(1 + IV_BYTES));
+    let iv: Buffer;
+    let sealed: Buffer;
+    if (blob[0] === VERSION_1 && blob.length >= 1 + V1_IV_BYTES + 16) {
+      iv = blob.subarray(1, 1 + V1_IV_BYTES);
+      sealed = blob.subarray(1 + V1_IV_BYTES);
+    } else if (blob[0] === VERSION && blob.length >= 2 && blob.length >= 2 + blob[1]! + 16) {
+      iv = blob.subarray(2, 2 + blob[1]!);
+      sealed = blob.subarray(2 + blob[1]!);
+    } else {
+      throw new Error('unknown sealed secret format');
+    }
+    const plain = await this.token.open(CREDENTIALS_KEK_ID, this.token.aeadShape, iv, aadFor(accessKeyId), sealed);
     try {
       return plain.toString('utf8');
     } finally {

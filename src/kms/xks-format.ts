@@ -22,7 +22,6 @@ export const XKS_METADATA_BYTES = 5;
 /** Spec limits. */
 export const XKS_MAX_METADATA_BYTES = 20;
 export const XKS_MAX_AAD_ENCODABLE = 0xffff;
-export const XKS_IV_BYTES = 12;
 export const XKS_TAG_BYTES = 16;
 
 const EMPTY = Buffer.alloc(0);

@@ -1,4 +1,4 @@
-import { randomFillSync, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { Errors, isKmsError, KmsError } from '../errors.js';
 import { AuthenticationFailed } from '../hsm/token.js';
 import type { XksKeyBinding } from '../model/xks.js';
@@ -8,7 +8,7 @@ import type { KmsDeps } from './context.js';
 import { requireUsable } from './key-ref.js';
 import { materialOf } from './material.js';
 import {
-  ciphertextDataIntegrityValue, encodeCiphertextMetadata, parseCiphertextMetadata, XKS_IV_BYTES, XKS_TAG_BYTES,
+  ciphertextDataIntegrityValue, encodeCiphertextMetadata, parseCiphertextMetadata, XKS_TAG_BYTES,
   xksTokenAad,
 } from './xks-format.js';
 
@@ -130,9 +130,12 @@ export async function xksEncrypt(
   const material = currentMaterial(deps, key);
   const ciphertextMetadata = encodeCiphertextMetadata(material.version);
   const tokenAad = xksTokenAad(aad, ciphertextMetadata);
+  if (deps.token.aeadShape.scheme !== 'aes-gcm') {
+    throw Errors.unsupported('The external key store proxy needs AES-GCM, and this token has no AES-GCM.');
+  }
   for (let attempt = 0; ; attempt++) {
-    const iv = randomFillSync(Buffer.allocUnsafe(XKS_IV_BYTES));
-    const sealed = await deps.token.encryptGcm(material.objectId, iv, tokenAad, plaintext);
+    // The token may choose the IV (12 or 16 bytes, both allowed by the XKS API); AWS gets the one used.
+    const { iv, sealed } = await deps.token.seal(material.objectId, tokenAad, plaintext);
     const ciphertext = sealed.subarray(0, sealed.length - XKS_TAG_BYTES);
     const tag = sealed.subarray(sealed.length - XKS_TAG_BYTES);
     const out: XksSealed = { ciphertext, initializationVector: iv, authenticationTag: tag, ciphertextMetadata };

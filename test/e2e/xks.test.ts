@@ -124,7 +124,7 @@ describe('XKS proxy over HTTPS (front door started on the harness\'s core)', () 
 
   describe('GetHealthStatus', () => {
     it('answers a deep check with the spec shape, cached between calls', async () => {
-      const spy = vi.spyOn(h.daemon.deps.token, 'encryptGcm');
+      const spy = vi.spyOn(h.daemon.deps.token, 'seal');
       const body = { requestMetadata: { kmsRequestId: 'h-1', kmsOperation: 'KmsHealthCheck' } };
       const r = await call(`${A}/health`, body);
       expect(r.status).toBe(200);

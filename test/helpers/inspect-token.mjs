@@ -1,13 +1,14 @@
 // Opens a token from a separate process (as an attacker with the PIN would) and reports, for
 // every object whose label starts with p11kms:, its class, protection attributes, whether its
 // secret value can be read and whether it can be wrapped out. Public keys report whether their
-// public value is readable (it should be). Prints JSON. usage: node inspect-token.mjs MODULE LABEL PIN [LABEL_PREFIX]
+// public value is readable (it should be). Prints JSON.
+// usage: node inspect-token.mjs MODULE LABEL PIN [LABEL_PREFIX] [LIBRARY_PARAMETERS]
 import pkcs11js from 'pkcs11js';
 
-const [module, label, pin, prefix = 'p11kms:'] = process.argv.slice(2);
+const [module, label, pin, prefix = 'p11kms:', libraryParameters] = process.argv.slice(2);
 const p = new pkcs11js.PKCS11();
 p.load(module);
-p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+p.C_Initialize(libraryParameters ? { flags: pkcs11js.CKF_OS_LOCKING_OK, libraryParameters } : { flags: pkcs11js.CKF_OS_LOCKING_OK });
 const slot = p.C_GetSlotList(true).find((s) => p.C_GetTokenInfo(s).label.trim() === label);
 const s = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
 p.C_Login(s, pkcs11js.CKU_USER, pin);
@@ -59,8 +60,16 @@ for (const h of handles) {
         { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
         { type: pkcs11js.CKA_WRAP, value: true }, { type: pkcs11js.CKA_TOKEN, value: false },
       ]);
-      p.C_WrapKey(s, { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }, kek, h, Buffer.alloc(8192));
-      wrapped = 'WRAPPED';
+      // Every wrap mechanism a module may offer for this (RFC 5649 is 0x210A or 0x210B; plain AES key wrap).
+      const tries = [pkcs11js.CKM_AES_KEY_WRAP_PAD, 0x210b, pkcs11js.CKM_AES_KEY_WRAP];
+      wrapped = tries.map((mechanism) => {
+        try {
+          p.C_WrapKey(s, { mechanism }, kek, h, Buffer.alloc(8192));
+          return 'WRAPPED';
+        } catch (e) {
+          return e.message;
+        }
+      }).find((r) => r === 'WRAPPED') ?? 'REFUSED';
     } catch (e) {
       wrapped = e.message;
     }

@@ -34,8 +34,16 @@ export interface InspectedObject {
  * process logged in with the user PIN.
  */
 export function inspectToken(t: TempToken, labelPrefix = 'p11kms:'): InspectedObject[] {
-  const out = execFileSync(process.execPath, [resolve(import.meta.dirname, 'inspect-token.mjs'), SOFTHSM_MODULE, t.label, t.userPin, labelPrefix], {
-    env: { ...process.env, SOFTHSM2_CONF: t.conf },
-  });
+  return inspectModule({ module: SOFTHSM_MODULE, label: t.label, pin: t.userPin, env: { SOFTHSM2_CONF: t.conf } }, labelPrefix);
+}
+
+/** The same for any module (NSS softoken: with its init arguments). */
+export function inspectModule(
+  m: { module: string; label: string; pin: string; libraryParameters?: string; env?: Record<string, string> },
+  labelPrefix = 'p11kms:',
+): InspectedObject[] {
+  const args = [resolve(import.meta.dirname, 'inspect-token.mjs'), m.module, m.label, m.pin, labelPrefix];
+  if (m.libraryParameters) args.push(m.libraryParameters);
+  const out = execFileSync(process.execPath, args, { env: { ...process.env, ...m.env } });
   return JSON.parse(out.toString()) as InspectedObject[];
 }
