@@ -16,6 +16,8 @@ process.stdin.on('end', () => {
       duration: job.seconds,
       pipelining: 1,
       requests: job.requests,
+      // A fixed offered rate (BENCH_RATE) compares CPU per request of two builds at the same load.
+      ...(job.rate ? { overallRate: job.rate } : {}),
     },
     (err, r) => {
       if (err) {

@@ -9,6 +9,7 @@ import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/se
 import { awsJsonHandler } from './api/aws-json/router.js';
 import { restWithSigV4, startSidecars, type SidecarListeners } from './api/rest/listeners.js';
 import { TokenSealer } from './audit/sealer.js';
+import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -28,6 +29,7 @@ import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
 import { SqliteStore } from './store/sqlite.js';
 import { metricsRouter } from './metrics/http.js';
+import { httpDate } from './api/http-date.js';
 import { clientPrincipalCheck } from './net/client-principals.js';
 import { startListener } from './net/listener.js';
 import { bindMetrics, observeTokenCall, unbindMetrics } from './metrics/metrics.js';
@@ -109,7 +111,8 @@ export async function startDaemon(
       })
     : undefined;
   audit = trail ?? disabledAudit;
-  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit };
+  const keyUsage = new KeyUsageRecorder(store, log);
+  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit, keyUsage };
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
   const importKeys = await reconcileImportKeys(deps);
@@ -157,9 +160,14 @@ export async function startDaemon(
     ? restWithSigV4({ deps, log, credentials, clock, region: config.region, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) })
     : undefined;
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
+  // The AWS handler writes its own Date with its other headers (see send() in its router).
+  const date = httpDate(clock);
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
-    res.setHeader('Date', clock.now().toUTCString());
-    aws(req, res, restTcp ? () => restTcp(req, res, () => rest(req, res)) : () => rest(req, res));
+    aws(req, res, () => {
+      res.setHeader('Date', date());
+      if (restTcp) restTcp(req, res, () => rest(req, res));
+      else rest(req, res);
+    });
   };
 
   if (!tls && config.listener.plainHttpBehindTlsProxy) {
@@ -198,6 +206,7 @@ export async function startDaemon(
   const listeners = {
     tcp: `${config.host}:${port}`, socket: config.socketPath, sidecars: sidecars.paths, xks: xks && `${config.xks?.host}:${xks.port}`,
   };
+  keyUsage.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -208,6 +217,7 @@ export async function startDaemon(
       await keyStores.stop();
       await trail?.close();
       unbindMetrics();
+      keyUsage.stop();
       token.close();
       store.close();
       closeModules();

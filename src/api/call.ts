@@ -79,6 +79,8 @@ export async function settle(
       error = auditRefused();
     }
   }
+  // GetKeyLastUsage: a successful call of a tracked operation is a use of its key(s), whichever door it came through.
+  if (!error) deps.keyUsage?.noteSuccess(call.operation, output as Record<string, unknown>, deps.clock.now().getTime(), call.eventId as string, call.requestId);
   const m = metricsFor(frontDoor, call.known ? call.operation : 'unknown');
   (!error ? m.success : error.isFault ? m.serverError : m.clientError).inc();
   if (error) requestErrors.inc({ front_door: frontDoor, operation: m.operation, code: error.code });

@@ -9,6 +9,8 @@ export interface CallInfo {
   operation: string;
   known: boolean;
   requestId: string;
+  /** The audit event id this call's event gets (GetKeyLastUsage reports it as CloudTrailEventId). */
+  eventId?: string | undefined;
   sourceIp?: string | undefined;
   userAgent?: string | undefined;
   /** Set once authentication succeeded. */
@@ -48,6 +50,7 @@ export function awsCallEvent(call: CallInfo, output: Record<string, unknown> | u
     sourceIp: call.sourceIp,
     userAgent: call.userAgent?.slice(0, 1024),
     requestId: call.requestId,
+    eventId: call.eventId,
     requestParameters: call.input ?? null,
     responseElements: error || readOnly ? null : (output ?? null),
     resources,

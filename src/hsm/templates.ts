@@ -43,21 +43,7 @@ export class KeyTemplates {
 
   /** A token generic secret for HMAC (HMAC KMS keys, and the MAC half of an AES-CBC + HMAC key): sign/verify only. */
   macKey(id: Buffer, label: string, bytes: number): pkcs11js.Template {
-    return [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-      { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
-      ...this.protectedObject(id, label),
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_SIGN, value: true },
-      { type: pkcs11js.CKA_VERIFY, value: true },
-      { type: pkcs11js.CKA_ENCRYPT, value: false },
-      { type: pkcs11js.CKA_DECRYPT, value: false },
-      { type: pkcs11js.CKA_WRAP, value: false },
-      { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: false },
-    ];
+    return [{ type: pkcs11js.CKA_VALUE_LEN, value: bytes }, ...this.hmacKey(this.protectedObject(id, label))];
   }
 
   /** The attributes every persistent key object of the daemon carries. */
@@ -70,6 +56,28 @@ export class KeyTemplates {
     ];
     if (this.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
     return t;
+  }
+
+  /**
+   * An HMAC key (generic secret) that can only sign and verify, sensitive and non-extractable;
+   * `placement` (id, label, token or session) goes last, after which SoftHSM2 refuses further
+   * attributes of an unwrap template once CKA_MODIFIABLE=false is among them.
+   */
+  hmacKey(placement: pkcs11js.Template): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+      ...placement,
+    ];
   }
 
   /**

@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Token } from '../hsm/token.js';
 import type { Logger } from '../log.js';
 import type { KeyStoreConnections } from './key-store-connections.js';
+import type { KeyUsageRecorder } from './key-usage-recorder.js';
 import type { MetadataStore } from '../store/types.js';
 import type { RequestContext as ModelRequestContext } from '../model/request.js';
 
@@ -29,6 +30,8 @@ export interface KmsDeps {
    * token; a key with a customKeyStoreId lives in its store's token (see token-for.ts).
    */
   keyStores?: KeyStoreConnections | undefined;
+  /** GetKeyLastUsage (issue #12): front doors note each successful cryptographic call here. */
+  keyUsage?: KeyUsageRecorder | undefined;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

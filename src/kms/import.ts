@@ -3,11 +3,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { authorize } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
-import { KeyMaterialRejected, UnwrapFailed, type OaepHash } from '../hsm/token.js';
+import { KeyMaterialRejected, UnwrapFailed, type ImportedKind, type OaepHash } from '../hsm/token.js';
 import type { ExpirationModel, ImportTokenRecord, MaterialInfo } from '../store/lifecycle.js';
 import type { KeyRecord, KeyState, Tag } from '../store/types.js';
 import { bytesToUuid, uuidToBytes } from './ciphertext.js';
 import { operation, type KmsDeps } from './context.js';
+import { checkWrappingFor, importedKindOf, wrongMaterial } from './import-kinds.js';
 import { resolveKey } from './key-ref.js';
 import { withKeyLock } from './key-locks.js';
 import { checkKeyState } from './key-states.js';
@@ -143,6 +144,7 @@ export const GetParametersForImport = operation(
     if (input.WrappingAlgorithm === 'SM2PKE' || input.WrappingKeySpec === 'SM2') {
       throw Errors.unsupported('SM2 wrapping keys are only available in the AWS China Regions and not in this key store.');
     }
+    checkWrappingFor(key, input.WrappingAlgorithm);
     const wrapping = WRAPPINGS[input.WrappingAlgorithm] as Wrapping;
     const bits = MODULUS_BITS[input.WrappingKeySpec] as number;
     await requireWrappingSupport(deps, input.WrappingAlgorithm, wrapping);
@@ -166,7 +168,8 @@ export const GetParametersForImport = operation(
         createdAt: now, expiresAt,
       });
       try {
-        return await tokenFor(deps, key).generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits);
+        const rawDecrypt = await tokenFor(deps, key).needsRawOaep(wrapping.hash);
+        return await tokenFor(deps, key).generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits, rawDecrypt);
       } catch (e) {
         deps.store.lifecycle.deleteImportToken(tokenId);
         throw e;
@@ -223,15 +226,26 @@ export const ImportKeyMaterial = operation(
     const record = resolveImportToken(deps, key, input.ImportToken, now);
     const wrapping = WRAPPINGS[record.wrappingAlgorithm] as Wrapping;
     const modulusBytes = (MODULUS_BITS[record.wrappingKeySpec] as number) / 8;
-    checkWrappedLength(input.EncryptedKeyMaterial.length, modulusBytes, wrapping);
-    const how = { ...wrapping, modulusBytes };
+    const kind = importedKindOf(key);
+    checkWrappedLength(key, kind, input.EncryptedKeyMaterial.length, modulusBytes, wrapping);
+    const how = { ...wrapping, modulusBytes, rawOaep: await tokenFor(deps, key).needsRawOaep(wrapping.hash) };
+    // Only symmetric keys rotate into new imported material (AWS: on-demand rotation of imported keys).
+    if (kind !== 'aes' && input.ImportType === 'NEW_KEY_MATERIAL' && deps.store.lifecycle.listMaterialInfo(key.keyId).some((i) => i.imported)) {
+      throw Errors.unsupported(`${key.arn} key spec ${key.keySpec} cannot take new key material: only symmetric keys rotate.`);
+    }
+    const unwrapInto = (target?: { id: Buffer; label: string }) =>
+      unwrapMapped(key, () =>
+        kind === 'aes'
+          ? tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial, target)
+          : tokenFor(deps, key).unwrapKeyMaterial(record.tokenId, how, input.EncryptedKeyMaterial, kind, target),
+      );
 
     return withKeyLock(deps.store, key.keyId, async () => {
       const current = deps.store.getKey(key.keyId);
       if (!current) throw Errors.notFound(`Key '${key.arn}' does not exist`);
       checkKeyState(current, 'ImportKeyMaterial');
       // First unwrap into a session object, only to learn which material this is.
-      const check = await unwrapMapped(() => tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial));
+      const check = await unwrapInto();
       const materialId = createHash('sha256').update(uuidToBytes(key.keyId)).update(check).digest('hex');
       const imported = deps.store.lifecycle.listMaterialInfo(key.keyId).filter((i) => i.imported);
       const known = imported.find((i) => i.materialId === materialId);
@@ -250,6 +264,7 @@ export const ImportKeyMaterial = operation(
         pendingRotation = known.pendingRotation;
       } else {
         if (known) throw Errors.incorrectKeyMaterial(`This key material is already associated with ${key.arn}; KMS expected new key material.`);
+        if (kind !== 'aes' && imported.length > 0) throw Errors.incorrectKeyMaterial(`The key material is not the key material previously imported into ${key.arn}.`);
         if (imported.some((i) => i.pendingRotation)) {
           throw Errors.invalidState(
             `${key.arn} already has key material pending rotation. Rotate it (RotateKeyOnDemand) or delete it first.`,
@@ -270,11 +285,7 @@ export const ImportKeyMaterial = operation(
         const objectId = objectIdFor(key.keyId, version);
         store.addPendingMaterial({ keyId: key.keyId, version, materialId, objectId, state: 'pending', createdAt: now });
         try {
-          const again = await unwrapMapped(() =>
-            tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial, {
-              id: objectId, label: `${LABEL_PREFIX}${key.keyId}:v${version}`,
-            }),
-          );
+          const again = await unwrapInto({ id: objectId, label: `${LABEL_PREFIX}${key.keyId}:v${version}` });
           if (!again.equals(check)) {
             await tokenFor(deps, key).destroy(objectId);
             throw Errors.internal('The key store unwrapped different key material from the same request.');
@@ -298,8 +309,8 @@ export const ImportKeyMaterial = operation(
   },
 );
 
-/** Lengths a wrapped AES-256 key can have; anything else fails before the token is asked. */
-function checkWrappedLength(length: number, modulusBytes: number, wrapping: Wrapping): void {
+/** Lengths the wrapped material can have for this key; anything else fails before the token is asked. */
+function checkWrappedLength(key: KeyRecord, kind: ImportedKind | 'aes', length: number, modulusBytes: number, wrapping: Wrapping): void {
   if (!wrapping.aesKeyWrap) {
     if (length !== modulusBytes) {
       throw Errors.invalidCiphertext(`The encrypted key material must be ${modulusBytes} bytes for this wrapping key.`);
@@ -308,12 +319,12 @@ function checkWrappedLength(length: number, modulusBytes: number, wrapping: Wrap
   }
   const kwp = length - modulusBytes;
   if (kwp < 16 || kwp % 8 !== 0) throw Errors.invalidCiphertext('The encrypted key material is not an RSA_AES_KEY_WRAP ciphertext for this wrapping key.');
-  if (kwp !== AES_256_KWP_BYTES) {
-    throw Errors.incorrectKeyMaterial('The key material for a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).');
-  }
+  // RFC 5649: the material padded to 8 bytes, plus the 8-byte integrity block.
+  const fits = kind === 'aes' ? kwp === AES_256_KWP_BYTES : kind.type === 'hmac' ? kwp - 8 >= kind.minBytes - 7 && kwp - 8 <= kind.maxBytes : true;
+  if (!fits) throw wrongMaterial(key);
 }
 
-async function unwrapMapped(fn: () => Promise<Buffer>): Promise<Buffer> {
+async function unwrapMapped(key: KeyRecord, fn: () => Promise<Buffer>): Promise<Buffer> {
   try {
     return await fn();
   } catch (e) {
@@ -322,9 +333,7 @@ async function unwrapMapped(fn: () => Promise<Buffer>): Promise<Buffer> {
         'The encrypted key material could not be unwrapped. Wrap it with the public key and the wrapping algorithm of this import token.',
       );
     }
-    if (e instanceof KeyMaterialRejected) {
-      throw Errors.incorrectKeyMaterial('The key material for a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).');
-    }
+    if (e instanceof KeyMaterialRejected) throw wrongMaterial(key);
     throw e;
   }
 }

@@ -70,6 +70,7 @@ const TABLE = {
   RotateKeyOnDemand: row('ok', disabled, pendingImport, pendingDeletion, unavailable),
   GetKeyRotationStatus: ANY,
   ListKeyRotations: ANY,
+  GetKeyLastUsage: ANY,
   // Imported key material.
   GetParametersForImport: MANAGE,
   ImportKeyMaterial: MANAGE,

@@ -6,6 +6,7 @@ import type { KeyRecord } from '../store/types.js';
 import { keyArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { createExternalKey } from './import.js';
+import { checkImportableSpec } from './import-kinds.js';
 import { keyMetadata } from './key-metadata.js';
 import { storeForNewKey } from './key-stores.js';
 import { checkKeyState, type KeyStateAction } from './key-states.js';
@@ -85,9 +86,7 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
       );
     }
   }
-  if (origin === 'EXTERNAL' && keySpec !== 'SYMMETRIC_DEFAULT') {
-    throw Errors.unsupported(`Importing key material for KeySpec ${keySpec} is not supported by this key store.`);
-  }
+  if (origin === 'EXTERNAL') checkImportableSpec(keySpec, keyUsage);
   if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
   const tags = input.Tags ?? [];
   checkTags(tags, 0);

@@ -11,6 +11,7 @@ import {
 } from './key-stores.js';
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
 import { GenerateMac, VerifyMac } from './mac.js';
+import { GetKeyLastUsage } from './key-usage.js';
 import { GetPublicKey } from './public-key.js';
 import { Sign, Verify } from './sign.js';
 import { CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant } from './grants.js';
@@ -37,4 +38,5 @@ export const operations: Readonly<Record<string, Operation>> = {
   CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
   CreateCustomKeyStore, DescribeCustomKeyStores, ConnectCustomKeyStore, DisconnectCustomKeyStore, UpdateCustomKeyStore,
   DeleteCustomKeyStore,
+  GetKeyLastUsage,
 } as Record<string, Operation>;

@@ -53,7 +53,9 @@ export function rotationRefusal(key: KeyRecord, kind: 'automatic' | 'on-demand' 
 
 /**
  * The common start of the rotation operations, in AWS's order: resolve the key (id or ARN, no
- * alias), authorize, refuse keys that cannot rotate this way, check the key state.
+ * alias), authorize, refuse keys that cannot rotate this way, check the key state. RotateKeyOnDemand
+ * checks the state before the key's type: AWS answers DisabledException for a disabled key of any
+ * spec or origin there (issue #12), while the automatic-rotation settings refuse the type first.
  */
 function rotationKey(
   deps: KmsDeps,
@@ -64,9 +66,10 @@ function rotationKey(
 ): KeyRecord {
   const key = resolveKey(deps, ctx, ref, false);
   authorize(ctx, action, key);
+  if (kind === 'on-demand') checkKeyState(key, action);
   const refusal = rotationRefusal(key, kind);
   if (refusal) throw refusal;
-  checkKeyState(key, action);
+  if (kind !== 'on-demand') checkKeyState(key, action);
   return key;
 }
 

@@ -3,6 +3,7 @@ import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { Errors } from '../errors.js';
 import { SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
 import { SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
+import { SqliteKeyUsageTable, type KeyUsageTable } from './key-usage.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type {
   AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
@@ -136,6 +137,7 @@ export class SqliteStore implements MetadataStore {
   private readonly stmt;
   readonly lifecycle: LifecycleStore;
   readonly keyStores: KeyStoreTable;
+  readonly keyUsage: KeyUsageTable;
 
   constructor(path: string) {
     ownerOnly(path);
@@ -184,6 +186,7 @@ export class SqliteStore implements MetadataStore {
     };
     this.lifecycle = new SqliteLifecycleStore(d);
     this.keyStores = new SqliteKeyStoreTable(d);
+    this.keyUsage = new SqliteKeyUsageTable(d);
   }
 
   private tx<T>(fn: () => T): T {

@@ -1,5 +1,6 @@
 import type { LifecycleStore } from './lifecycle.js';
 import type { KeyStoreTable } from './key-stores.js';
+import type { KeyUsageTable } from './key-usage.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type { Page } from './page.js';
 
@@ -116,6 +117,8 @@ export interface MetadataStore {
   addPendingMaterial(material: KeyMaterialRecord): void;
   // Custom key stores (issue #6).
   readonly keyStores: KeyStoreTable;
+  /** GetKeyLastUsage (issue #12): last successful cryptographic use per key, written in batches. */
+  readonly keyUsage: KeyUsageTable;
   // Authorization (issue #3): credentials, identity policies, grants.
   listCredentials(): CredentialRecord[];
   putCredential(c: CredentialRecord): void;

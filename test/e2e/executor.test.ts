@@ -10,6 +10,8 @@ import { createTempToken, SOFTHSM_MODULE, type TempToken } from '../helpers/soft
 let t: TempToken;
 let onWorkers: Token;
 let onLoop: Token;
+/** One worker, more sessions than its lanes: calls queue for a lane and are started as lanes free. */
+let oneWorker: Token;
 const id = Buffer.alloc(20, 9);
 
 beforeAll(async () => {
@@ -20,11 +22,13 @@ beforeAll(async () => {
   };
   onWorkers = Token.open({ ...opts, workerThreads: 2 }, silentLogger);
   onLoop = Token.open({ ...opts, workerThreads: 0 }, silentLogger);
+  oneWorker = Token.open({ ...opts, maxSessions: 12, workerThreads: 1 }, silentLogger);
   await onWorkers.generateAesKey(id, 'p11kms:executor-test:v1');
 });
 afterAll(() => {
   onWorkers?.close();
   onLoop?.close();
+  oneWorker?.close();
   t?.cleanup();
 });
 
@@ -36,10 +40,17 @@ describe('token calls on worker threads', () => {
     opened.forEach((p, i) => expect(p.equals(jobs[i]!.pt)).toBe(true));
   });
 
+  it('queue for a lane when one worker has more calls than lanes, and answer each its own', async () => {
+    const jobs = Array.from({ length: 48 }, (_, i) => ({ iv: randomBytes(12), aad: randomBytes(i), pt: randomBytes(1 + i * 7) }));
+    const sealed = await Promise.all(jobs.map((j) => oneWorker.encryptGcm(id, j.iv, j.aad, j.pt)));
+    const opened = await Promise.all(jobs.map((j, i) => (i % 3 ? oneWorker : onLoop).decryptGcm(id, j.iv, j.aad, sealed[i]!)));
+    opened.forEach((p, i) => expect(p.equals(jobs[i]!.pt)).toBe(true));
+  });
+
   it('report a failed tag as AuthenticationFailed, like the event-loop path', async () => {
     const iv = randomBytes(12);
     const sealed = await onWorkers.encryptGcm(id, iv, Buffer.from('aad'), Buffer.from('secret'));
-    for (const tok of [onWorkers, onLoop]) {
+    for (const tok of [onWorkers, onLoop, oneWorker]) {
       await expect(tok.decryptGcm(id, iv, Buffer.from('other'), sealed)).rejects.toBeInstanceOf(AuthenticationFailed);
     }
   });

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
@@ -10,9 +11,10 @@ import type { Logger } from '../../log.js';
 import type { CallInfo } from '../../audit/aws-event.js';
 import type { PrincipalCheck } from '../../net/client-principals.js';
 import { isSecureTransport } from '../../net/listener.js';
-import { readBody, refuseWhileAuditDown, settle } from '../call.js';
 import { SigV4Verifier } from './sigv4.js';
 import { toWire } from './wire.js';
+import { httpDate } from '../http-date.js';
+import { readBody, refuseWhileAuditDown, settle } from '../call.js';
 
 const TARGET_PREFIX = 'TrentService.';
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
@@ -45,6 +47,7 @@ export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
     clock: opts.clock,
     lookup: (id) => opts.credentials.lookup(id),
   });
+  const date = httpDate(opts.clock);
   return (req, res, next) => {
     const url = req.url ?? '';
     if (req.method !== 'POST' || (url !== '/' && !url.startsWith('/?'))) return next();
@@ -55,12 +58,12 @@ export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
     const call = callInfo(req, requestId, opName);
     readBody(req, (tooLarge, body) => {
       if (tooLarge) {
-        void answer(opts, res, call, started, undefined, Errors.validation('Request body is too large.'));
+        void answer(opts, date, res, call, started, undefined, Errors.validation('Request body is too large.'));
         return;
       }
       handle(opts, verifier, req, body, call).then(
-        (out) => answer(opts, res, call, started, out),
-        (e: unknown) => answer(opts, res, call, started, undefined, e),
+        (out) => answer(opts, date, res, call, started, out),
+        (e: unknown) => answer(opts, date, res, call, started, undefined, e),
       );
     });
   };
@@ -71,6 +74,7 @@ function callInfo(req: IncomingMessage, requestId: string, opName: string): Call
     operation: opName,
     known: Object.hasOwn(operations, opName),
     requestId,
+    eventId: randomUUID(),
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     authorization: req.headers.authorization,
@@ -78,9 +82,14 @@ function callInfo(req: IncomingMessage, requestId: string, opName: string): Call
 }
 
 async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: IncomingMessage, body: Buffer, call: CallInfo): Promise<object> {
+  // Fail-closed: refuse before any work while the audit trail cannot be written.
   await refuseWhileAuditDown(opts.deps);
   const requestId = call.requestId;
   const opName = call.operation;
+  // The daemon issues no temporary credentials, so no session token can be valid (AWS's answer to a bad one).
+  if (req.headers['x-amz-security-token'] !== undefined) {
+    throw Errors.unrecognizedClient('The security token included in the request is invalid.');
+  }
   const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
   call.principal = credential.principal;
   if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
@@ -88,6 +97,8 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   }
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
+  // Decoding with replacement characters would act on text the client never sent.
+  if (!isUtf8(body)) throw Errors.serialization('The request body is not valid UTF-8.');
   let json: unknown;
   try {
     json = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
@@ -112,19 +123,22 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
 }
 
 /** Records the call's audit event (see settle), then answers in the AWS JSON 1.1 form. */
-async function answer(opts: AwsJsonOptions, res: ServerResponse, call: CallInfo, started: bigint, output?: object, failure?: unknown): Promise<void> {
+async function answer(
+  opts: AwsJsonOptions, date: () => string, res: ServerResponse, call: CallInfo, started: bigint, output?: object, failure?: unknown,
+): Promise<void> {
   const settled = await settle(opts.deps, opts.log, 'aws-json', call, started, output, failure);
   const err = settled.error;
-  if (err) send(res, call.requestId, err.status, { __type: err.code, message: err.message });
-  else send(res, call.requestId, 200, toWire(settled.output));
+  if (err) send(res, date(), call.requestId, err.status, { __type: err.code, message: err.message });
+  else send(res, date(), call.requestId, 200, toWire(settled.output));
 }
 
-function send(res: ServerResponse, requestId: string, status: number, body: unknown): void {
+function send(res: ServerResponse, date: string, requestId: string, status: number, body: unknown): void {
   const text = JSON.stringify(body ?? {});
   res.writeHead(status, {
     'Content-Type': CONTENT_TYPE,
     'Content-Length': Buffer.byteLength(text),
     'x-amzn-RequestId': requestId,
+    Date: date,
   });
   res.end(text);
 }

@@ -72,6 +72,7 @@ export function restHandler(opts: RestOptions, auth: RestAuth): RawHandler {
       operation: found.route.operation,
       known: true,
       requestId,
+      eventId: randomUUID(),
       sourceIp: req.socket.remoteAddress,
       userAgent: req.headers['user-agent'],
       authorization: req.headers.authorization,

@@ -1,8 +1,8 @@
-import { randomFillSync } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { Errors } from '../../errors.js';
 import { ckrName, ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
 import { failedPhase } from '../executor.js';
+import { randomBytesFromPool } from '../random-pool.js';
 import type { AeadScheme } from '../profile.js';
 import { AuthenticationFailed, type Handle, type TokenCore } from '../session-core.js';
 import { CbcHmac } from './aead-cbc-hmac.js';
@@ -66,7 +66,7 @@ export class AeadVerbs {
   seal(id: Buffer, aad: Buffer, plaintext: Buffer): Promise<Sealed> {
     if (this.core.profile.caps.aead === 'aes-cbc-hmac-sha256') return this.cbcHmac.seal(id, aad, plaintext);
     const mode = this.core.profile.caps.gcmIv;
-    if (mode === 'caller') return this.sealWithIv(id, randomFillSync(Buffer.allocUnsafe(12)), aad, plaintext);
+    if (mode === 'caller') return this.sealWithIv(id, randomBytesFromPool(12), aad, plaintext);
     return this.core.run(async (s) => {
       const out = await this.gcmEncrypt(s, id, aad, plaintext);
       return out;

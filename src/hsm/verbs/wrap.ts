@@ -2,14 +2,10 @@ import { createDecipheriv, createHash, createPrivateKey, createPublicKey, random
 import pkcs11js from 'pkcs11js';
 import { keyGenMechanism, oaepMechanism, pairKeyType, pairShape, type KeyKind } from '../asymmetric.js';
 import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
-import { AuthenticationFailed, type Handle, type TokenCore } from '../session-core.js';
+import { KeyMaterialRejected, readUlong, unwrapImport, type ImportWrapping, type OaepHash } from './unwrap.js';
+import type { Handle, TokenCore } from '../session-core.js';
 
-export type OaepHash = 'sha1' | 'sha256';
-
-/** Thrown when a wrapped key does not unwrap (wrong wrapping key, algorithm, or a damaged blob). */
-export class UnwrapFailed extends AuthenticationFailed {}
-/** Thrown when unwrapped material is not usable as the AES-256 key it should be. */
-export class KeyMaterialRejected extends AuthenticationFailed {}
+export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './unwrap.js';
 
 /** The block encrypted for check values: fixed, and deliberately not the all-zero block. */
 const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
@@ -95,12 +91,21 @@ export class WrapVerbs {
     if (!this.core.hasMechanism(pkcs11js.CKM_AES_ECB)) return 'CKM_AES_ECB (used for key-material check values)';
     if (!(await this.supportsOaep(wrapping.hash))) {
       const hash = wrapping.hash === 'sha1' ? 'SHA-1' : 'SHA-256';
-      return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}`;
+      if (!this.core.daemonOaepDecode) {
+        return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash} (decoding OAEP in the daemon instead is allowed only for an ` +
+          'in-process software token (capabilities.softwareToken) or with the capabilities.daemonOaepDecode opt-in)';
+      }
+      if (!this.core.hasMechanism(pkcs11js.CKM_RSA_X_509)) return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}, or CKM_RSA_X_509`;
     }
     if (wrapping.aesKeyWrap && !this.core.hasMechanism(this.core.profile.keyWrapPad)) {
       return `CKM_RSA_AES_KEY_WRAP or its parts (CKM_RSA_PKCS_OAEP and ${this.core.profile.caps.keyWrapPad})`;
     }
     return undefined;
+  }
+
+  /** Whether imports wrapped with this OAEP hash take the raw-RSA path (unwrapImport): the module lacks the hash. */
+  async needsRawOaep(hash: OaepHash): Promise<boolean> {
+    return !(await this.supportsOaep(hash));
   }
 
   /**
@@ -164,7 +169,7 @@ export class WrapVerbs {
    * unwrap (sensitive, non-extractable); the public key is a session object, read and destroyed.
    * Returns the public key as DER SubjectPublicKeyInfo.
    */
-  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number, rawDecrypt = false): Promise<Buffer> {
     return this.core.run(async (s) => {
       const privateTemplate: pkcs11js.Template = [
         { type: pkcs11js.CKA_ID, value: id },
@@ -174,7 +179,8 @@ export class WrapVerbs {
         { type: pkcs11js.CKA_SENSITIVE, value: true },
         { type: pkcs11js.CKA_EXTRACTABLE, value: false },
         { type: pkcs11js.CKA_UNWRAP, value: true },
-        { type: pkcs11js.CKA_DECRYPT, value: false },
+        // Raw RSA decryption only for a wrapping key whose OAEP the daemon decodes (needsRawOaep).
+        { type: pkcs11js.CKA_DECRYPT, value: rawDecrypt },
         { type: pkcs11js.CKA_SIGN, value: false },
         { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
         { type: pkcs11js.CKA_DERIVE, value: false },
@@ -230,7 +236,7 @@ export class WrapVerbs {
    */
   unwrapAesKey(
     wrappingKeyId: Buffer,
-    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    wrapping: ImportWrapping,
     blob: Buffer,
     target?: { id: Buffer; label: string },
   ): Promise<Buffer> {
@@ -242,23 +248,7 @@ export class WrapVerbs {
       const ephemeral: Handle[] = [];
       let key: Handle | undefined;
       try {
-        const unwrap = async (mech: pkcs11js.Mechanism, withKey: Handle, data: Buffer, t: pkcs11js.Template) => {
-          try {
-            return await this.core.p.C_UnwrapKeyAsync(s, mech, withKey, data, t);
-          } catch (e) {
-            if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
-            throw e;
-          }
-        };
-        if (wrapping.aesKeyWrap) {
-          const kek = await unwrap(
-            oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.core.templates.sessionAes({ unwrap: true }),
-          );
-          ephemeral.push(kek);
-          key = await unwrap({ mechanism: this.core.profile.keyWrapPad }, kek, blob.subarray(wrapping.modulusBytes), template);
-        } else {
-          key = await unwrap(oaepMechanism(wrapping.hash), rsa, blob, template);
-        }
+        key = await unwrapImport(this.core, s, rsa, wrapping, blob, template, ephemeral);
         const check = await this.checkValueOf(s, key);
         if (target) this.core.handles.set(target.id.toString('hex'), key);
         else ephemeral.push(key);
@@ -289,9 +279,3 @@ export class WrapVerbs {
   }
 }
 
-
-/** A CK_ULONG attribute value in the platform's byte order and width. */
-function readUlong(b: Buffer): number {
-  if (b.length >= 8) return Number(b.readBigUInt64LE(0));
-  return b.readUInt32LE(0);
-}

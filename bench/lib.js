@@ -1,0 +1,184 @@
+// Shared by bench/run.js (the benchmark table) and bench/pair.js (A/B of two builds side by side):
+// starting a daemon on a bench token, pre-signing requests, replaying them, and reading the
+// daemon's CPU time from /proc.
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+export const MODULE = process.env.P11KMS_PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
+export const CREDENTIALS = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
+export const REGION = 'us-east-1';
+export const LABEL = 'p11kms-bench';
+/** The daemon's AAD for these requests: 21-byte blob header + canonical {"purpose":"bench"} (24 bytes). */
+export const ENCRYPTION_CONTEXT = { purpose: 'bench' };
+export const AAD_BYTES = 21 + 4 + 8 + 'purpose'.length + 'bench'.length;
+
+export const log = (m) => process.stderr.write(`bench: ${m}\n`);
+
+/** A SoftHSM2 token for the run in DIR/softhsm; returns its SOFTHSM2_CONF and PIN file. */
+export function makeToken(dir) {
+  execFileSync(join(ROOT, 'softhsm/create-token.sh'), [join(dir, 'softhsm'), LABEL], { stdio: 'ignore' });
+  return { conf: join(dir, 'softhsm', 'softhsm2.conf'), pinFile: join(dir, 'softhsm', 'user.pin') };
+}
+
+export function runNode(args, opts = {}) {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'], ...opts });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`${args[0]} exited ${code}`))));
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+export function rssMb(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024 };
+  } catch {
+    return { rss: 0, hwm: 0 };
+  }
+}
+
+/** Starts `entry` (default dist/entry.cjs) on the token in DIR; `env` adds daemon environment. */
+export async function startDaemon(dir, conf, { entry, env = {}, cpuProfDir } = {}) {
+  const args = [];
+  if (cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
+  args.push(resolve(entry ?? join(ROOT, 'dist/entry.cjs')), 'serve');
+  const child = spawn(process.execPath, args, {
+    env: {
+      PATH: process.env.PATH,
+      SOFTHSM2_CONF: conf,
+      P11KMS_DATA_DIR: join(dir, 'data'),
+      P11KMS_PORT: '0',
+      P11KMS_PKCS11_MODULE: MODULE,
+      P11KMS_TOKEN_LABEL: LABEL,
+      P11KMS_PIN_FILE: join(dir, 'softhsm', 'user.pin'),
+      P11KMS_LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const deadline = Date.now() + 30_000;
+  while (!/"msg":"p11kms listening"/.test(out)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`daemon did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const port = JSON.parse(out.split('\n').find((l) => l.includes('p11kms listening'))).port;
+  return { child, port, output: () => out };
+}
+
+/**
+ * A symmetric key, an ECC signing key (when the token has EC), and 64 distinct request bodies
+ * per operation: 32-byte plaintexts, encryption context {"purpose":"bench"}.
+ */
+export async function requestBodies(port) {
+  const kms = new KMSClient({ endpoint: `http://127.0.0.1:${port}`, region: REGION, credentials: CREDENTIALS });
+  const key = (await kms.send(new CreateKeyCommand({ Description: 'bench' }))).KeyMetadata;
+  const samples = [];
+  for (let i = 0; i < 64; i++) {
+    const pt = Buffer.alloc(32, i);
+    const enc = await kms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: pt, EncryptionContext: ENCRYPTION_CONTEXT }));
+    samples.push({ pt, ct: enc.CiphertextBlob });
+  }
+  let signKey;
+  try {
+    signKey = (await kms.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata;
+  } catch (e) {
+    log(`Sign row skipped: ${e.name}: ${e.message}`);
+  }
+  const b64 = (b) => Buffer.from(b).toString('base64');
+  return {
+    Encrypt: samples.map((s) => JSON.stringify({ KeyId: key.KeyId, Plaintext: b64(s.pt), EncryptionContext: ENCRYPTION_CONTEXT })),
+    Decrypt: samples.map((s) => JSON.stringify({ CiphertextBlob: b64(s.ct), EncryptionContext: ENCRYPTION_CONTEXT })),
+    GenerateDataKey: samples.map(() => JSON.stringify({ KeyId: key.KeyId, KeySpec: 'AES_256', EncryptionContext: ENCRYPTION_CONTEXT })),
+    Sign: signKey
+      ? samples.map((s) =>
+          JSON.stringify({ KeyId: signKey.KeyId, Message: b64(Buffer.alloc(32, s.pt[0])), MessageType: 'DIGEST', SigningAlgorithm: 'ECDSA_SHA_256' }))
+      : undefined,
+  };
+}
+
+/** A pool of distinct requests, each signed now (SigV4 allows 5 minutes of skew: each row re-signs). */
+export async function presign(port, target, bodies) {
+  const signer = new SignatureV4({ service: 'kms', region: REGION, credentials: CREDENTIALS, sha256: Sha256 });
+  const host = `127.0.0.1:${port}`;
+  const out = [];
+  for (const body of bodies) {
+    const req = new HttpRequest({
+      method: 'POST', protocol: 'http:', hostname: '127.0.0.1', port, path: '/',
+      headers: { host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `TrentService.${target}` },
+      body,
+    });
+    const signed = await signer.sign(req);
+    out.push({ method: 'POST', path: '/', headers: signed.headers, body });
+  }
+  return out;
+}
+
+/** CPU time (ms) per thread (main thread, token workers, libuv pool, V8 helpers) of a process so far. */
+export function threadCpuMs(pid) {
+  const out = {};
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // Node names no thread here (all 'node'): the main thread is the one whose id is the pid.
+      const name = tid === String(pid) ? 'main' : `t${tid}`;
+      const f = stat.split(') ')[1].split(' ');
+      out[name] = (out[name] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+    }
+  } catch {
+    /* the process ended */
+  }
+  return out;
+}
+
+/** CPU time (user + system, ms) a process has used so far; `sys` alone when asked. */
+export function cpuMs(pid, sysOnly = false) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((sysOnly ? Number(f[12]) : Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Replays `requests` for `seconds` (autocannon in its own process, or bench/sequential.js for
+ * `sequential`: one connection, one request at a time) and measures the daemon `pid` meanwhile.
+ */
+export async function load(port, requests, seconds, pid, { connections, rate, sequential = false }) {
+  const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections, seconds, requests, rate });
+  const cpu0 = cpuMs(pid);
+  const sys0 = cpuMs(pid, true);
+  const threads0 = threadCpuMs(pid);
+  let peak = 0;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rssMb(pid).rss);
+  }, 50);
+  try {
+    const r = await runNode([join(ROOT, sequential ? 'bench/sequential.js' : 'bench/load.js')], { input: job });
+    const cpu = cpuMs(pid) - cpu0;
+    const sys = cpuMs(pid, true) - sys0;
+    const threads = Object.entries(threadCpuMs(pid))
+      .map(([name, ms]) => [name, ((ms - (threads0[name] ?? 0)) * 1000) / Math.max(1, r.ok)])
+      .filter(([, us]) => us >= 1)
+      .sort((a, b) => b[1] - a[1]);
+    return {
+      ...r, peakRssMb: Math.max(peak, rssMb(pid).rss), cpuUsPerReq: (cpu * 1000) / Math.max(1, r.ok),
+      sysUsPerReq: (sys * 1000) / Math.max(1, r.ok), daemonCores: cpu / 1000 / r.seconds, loadCores: r.cpuMs / 1000 / r.seconds,
+      threads: threads.map(([name, us]) => `${name} ${us.toFixed(0)}`).join(', '),
+    };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
