@@ -10,6 +10,7 @@ import { awsJsonHandler } from './api/aws-json/router.js';
 import { restWithSigV4, startSidecars, type SidecarListeners } from './api/rest/listeners.js';
 import { TokenSealer } from './audit/sealer.js';
 import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
+import { findUnusedKeys } from './kms/key-usage.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -180,6 +181,7 @@ export async function startDaemon(
   unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log, audit }));
   unixApp.use(statusRouter({
     readiness: () => readiness(token, keyStores), audit: () => trail?.status() ?? { enabled: false }, startedAt, listeners: () => listeners,
+    unusedKeys: (accountId, days) => findUnusedKeys(deps, accountId ?? config.accountId, days),
   }));
   unixApp.use(app);
   const tcp = await startListener({ name: 'AWS API', address: { host: config.host, port: config.port }, tls, handler: serveWith(app), log });

@@ -15,6 +15,7 @@ Commands:
                         running daemon, over its admin socket
   credentials ...       access keys and identity policies of the running daemon
   audit verify          verify the audit trail (hash chain, seals in the token, truncation)
+  keys unused --days N  keys with no cryptographic use for N days (GetKeyLastUsage's records)
   config check          validate the configuration and open the module, token and PIN
                         without serving
 
@@ -44,6 +45,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo):
       return (await import('./credentials.js')).runCredentialsCli(rest, env, io);
     case 'audit':
       return (await import('./audit.js')).auditCli(rest, env, io);
+    case 'keys':
+      return (await import('./keys.js')).keysCli(rest, env, io);
     case 'config':
       return (await import('./config-check.js')).configCli(rest, env, io);
     case undefined:

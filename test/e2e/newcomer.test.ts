@@ -55,7 +55,7 @@ describe('p11kms, right after ./scripts/start', () => {
       expect(r.out).toContain('Usage: p11kms <command>');
       expect(r.out).toContain('config check');
     }
-    for (const sub of [['serve'], ['status'], ['credentials'], ['audit'], ['audit', 'verify'], ['config'], ['config', 'check']]) {
+    for (const sub of [['serve'], ['status'], ['credentials'], ['audit'], ['audit', 'verify'], ['config'], ['config', 'check'], ['keys'], ['keys', 'unused']]) {
       const r = p11kms(...sub, '--help');
       expect([sub.join(' '), r.code]).toEqual([sub.join(' '), 0]);
       expect(r.out).toMatch(/Usage: p11kms/);
@@ -108,6 +108,17 @@ describe('p11kms, right after ./scripts/start', () => {
     // The encrypted file is not the plaintext, and the data key beside it is a KMS ciphertext, not a key.
     expect(readFileSync(join(cwd, 'big.bin.enc')).subarray(0, 8).toString()).toBe('Salted__');
     expect(statSync(join(cwd, 'big.bin.key')).size).toBeGreaterThan(32);
+  });
+
+  it('keys unused lists the walkthrough key for 0 days and nothing for 30 days (it was just used)', () => {
+    expect(p11kms('keys', 'unused').code).toBe(2);
+    const none = p11kms('keys', 'unused', '--days', '30');
+    expect([none.code, none.out]).toEqual([0, 'no key unused for 30 day(s)\n']);
+    const all = p11kms('keys', 'unused', '--days', '0', '--json');
+    expect(all.code).toBe(0);
+    const keys = JSON.parse(all.out) as { lastOperation?: string }[];
+    expect(keys.length).toBeGreaterThan(0);
+    expect(keys.some((k) => k.lastOperation === 'Decrypt' || k.lastOperation === 'Encrypt' || k.lastOperation === 'GenerateDataKey')).toBe(true);
   });
 
   it('credentials and audit verify work the same way', () => {
