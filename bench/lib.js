@@ -50,7 +50,7 @@ export function rssMb(pid) {
 export async function startDaemon(dir, conf, { entry, env = {}, cpuProfDir } = {}) {
   const args = [];
   if (cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
-  args.push(resolve(entry ?? join(ROOT, 'dist/entry.cjs')));
+  args.push(resolve(entry ?? join(ROOT, 'dist/entry.cjs')), 'serve');
   const child = spawn(process.execPath, args, {
     env: {
       PATH: process.env.PATH,

@@ -68,7 +68,7 @@ if (args.http) {
 }
 
 const nodeArgs = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${resolve(args.profile)}`] : [];
-const daemon = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/entry.cjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+const daemon = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/entry.cjs'), 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
 let exited;
 const cleanup = async () => {
   exited ??= new Promise((r) => daemon.once('exit', r));

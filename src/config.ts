@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
+import { resolveSidecars, SidecarsSchema, type Sidecar } from './api/rest/config.js';
 import { CapabilitiesSchema } from './hsm/profile.js';
 import { apiTlsFileSchema, resolveApiListenerSecurity, type ApiListenerSecurity } from './net/api-tls-config.js';
 import { Secret } from './secret.js';
@@ -142,6 +143,14 @@ const FileSchema = z
       })
       .strict()
       .optional(),
+    sidecars: SidecarsSchema,
+    rest: z
+      .object({
+        /** The REST routes on the TCP listener: 'sigv4' (signed as the AWS API is) or 'off'. */
+        tcp: z.enum(['sigv4', 'off']).default('sigv4'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
@@ -173,6 +182,9 @@ export interface Config {
   metrics: { enabled: boolean; bearerToken?: Secret | undefined };
   /** PostgreSQL metadata store shared by several daemons; absent: SQLite in dataDir. */
   database?: { url: Secret; nodeId: string; queryTimeoutMs: number; workers: number } | undefined;
+  /** REST sidecar sockets (src/api/rest): each speaks for one principal. */
+  sidecars: Sidecar[];
+  rest: { tcp: 'sigv4' | 'off' };
 }
 
 /** AWS's documented example credentials: obviously not for production, fine for a dev box. */
@@ -333,6 +345,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   // one: this says it is an in-process software token (SoftHSM2), as its profile file would.
   const softwareToken = boolFromEnv(env, 'P11KMS_SOFTWARE_TOKEN');
   if (softwareToken !== undefined) hsm.capabilities = { ...hsm.capabilities, softwareToken };
+  // The development token of ./scripts/start: its SoftHSM2 configuration is found in the data
+  // directory, so `p11kms status|audit verify|config check` need no SOFTHSM2_CONF of their own.
+  const devSoftHsmConf = join(dataDir, 'softhsm', 'softhsm2.conf');
+  if (!env.SOFTHSM2_CONF && !hsm.moduleEnv.SOFTHSM2_CONF && existsSync(devSoftHsmConf)) {
+    hsm.moduleEnv = { ...hsm.moduleEnv, SOFTHSM2_CONF: devSoftHsmConf };
+  }
   const pin = env.P11KMS_PIN
     ? new Secret(env.P11KMS_PIN)
     : readSecret(
@@ -345,6 +363,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     : f.admin.secretAccessKey
       ? readSecret(f.admin.secretAccessKey, 'Admin secret access key', env)
       : new Secret(DEV_ADMIN_SECRET_ACCESS_KEY);
+  const accountId = env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333';
   const socketPath = env.P11KMS_SOCKET || f.socketPath || join(dataDir, 'p11kms.sock');
   const auditDir = env.P11KMS_AUDIT_DIR || f.audit.dir || join(dataDir, 'audit');
   const durability = env.P11KMS_AUDIT_DURABILITY || f.audit.durability;
@@ -368,7 +387,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     listener,
     port: intFromEnv(env, 'P11KMS_PORT') ?? f.port ?? 4599,
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(cwd, socketPath),
-    accountId: env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333',
+    accountId,
     region,
     regions: loadRegions(region, f.regions, env, mainHsm, dataDir),
     ...loadPeers(f.peers, f.peerPrincipals, env),
@@ -397,6 +416,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     metrics: { enabled: boolFromEnv(env, 'P11KMS_METRICS') ?? f.metrics.enabled, bearerToken: metricsToken },
     database: databaseConfig(f.database, env),
+    sidecars: resolveSidecars(f.sidecars, { env, cwd, accountId, fail }),
+    rest: { tcp: f.rest.tcp },
   };
 }
 
@@ -414,6 +435,10 @@ function databaseConfig(d: z.output<typeof FileSchema>['database'], env: NodeJS.
   if (workers < 1 || workers > 256) throw new ConfigError('P11KMS_WORKERS must be 1 to 256');
   return { url, nodeId, queryTimeoutMs: d?.queryTimeoutMs ?? 3000, workers };
 }
+
+const fail = (message: string): never => {
+  throw new ConfigError(message);
+};
 
 function boolFromEnv(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
   const v = env[name];

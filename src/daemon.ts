@@ -4,9 +4,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
+import { statusRouter } from './api/admin/status.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
+import { restWithSigV4, startSidecars, type SidecarListeners } from './api/rest/listeners.js';
 import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
+import { findUnusedKeys } from './kms/key-usage.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -53,6 +56,8 @@ export interface Daemon {
   /** The AWS API listener's scheme: 'https' when tls is configured. */
   scheme: 'https' | 'http';
   socketPath: string;
+  /** The REST sidecar sockets (config.sidecars). */
+  sidecarPaths: string[];
   /** Reads the TLS certificate files of the AWS API and XKS listeners again (SIGHUP). */
   reloadTls(): { api: boolean; xks: boolean };
   /** The XKS proxy listener, when configured (config.xks). */
@@ -75,6 +80,7 @@ export async function startDaemon(
   clock: Clock = systemClock,
   hooks: DaemonHooks = {},
 ): Promise<Daemon> {
+  const startedAt = Date.now();
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // Set once the trail is open; the token reports reconnects to it.
   let audit: Audit = disabledAudit;
@@ -194,13 +200,19 @@ export async function startDaemon(
   // The AWS API (POST /) is served before express; everything else goes to the app.
   const tls = config.listener.tls;
   const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, regions, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
+  // The REST routes (/v1/...) on TCP need SigV4 like the AWS API (and the client certificate's
+  // principal under mutual TLS), or are off (config rest.tcp).
+  const restTcp = config.rest.tcp === 'sigv4'
+    ? restWithSigV4({ deps, log, credentials, clock, region: config.region, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) })
+    : undefined;
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
   // The AWS handler writes its own Date with its other headers (see send() in its router).
   const date = httpDate(clock);
   const serveWith = (rest: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
     aws(req, res, () => {
       res.setHeader('Date', date());
-      rest(req, res);
+      if (restTcp) restTcp(req, res, () => rest(req, res));
+      else rest(req, res);
     });
   };
 
@@ -212,6 +224,10 @@ export async function startDaemon(
   unixApp.disable('x-powered-by');
   unixApp.set('etag', false);
   unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log, audit }));
+  unixApp.use(statusRouter({
+    readiness: () => readiness(token, keyStores), audit: () => trail?.status() ?? { enabled: false }, startedAt, listeners: () => listeners,
+    unusedKeys: (accountId, days) => findUnusedKeys(deps, accountId ?? config.accountId, days),
+  }));
   unixApp.use(app);
   const tcp = await startListener({ name: 'AWS API', address: { host: config.host, port: config.port }, tls, handler: serveWith(app), log });
   const unix = await startListener({ name: 'Unix socket', address: { socketPath: config.socketPath }, handler: serveWith(unixApp), log }).catch(async (e: unknown) => {
@@ -221,12 +237,14 @@ export async function startDaemon(
   const port = tcp.port;
   log.info({ host: config.host, port, scheme: tcp.scheme, mtls: !!tls?.clientCa, socket: config.socketPath, token: config.hsm.tokenLabel }, 'p11kms listening');
   let xks: XksServer | undefined;
+  let sidecars: SidecarListeners | undefined;
   try {
+    sidecars = await startSidecars({ deps, log, clock }, config.sidecars);
     xks = config.xks
       ? await startXksServer({ deps, config: config.xks, accountId: config.accountId, clock, log, onAudit: hooks.onXksAudit })
       : undefined;
   } catch (e) {
-    await Promise.all([tcp.stop(), unix.stop()]);
+    await Promise.all([tcp.stop(), unix.stop(), sidecars?.close()]);
     await leadership?.stop();
     token.close();
     store.close();
@@ -234,6 +252,9 @@ export async function startDaemon(
   }
   scheduler.start();
   for (const s of regionSchedulers) s.start();
+  const listeners = {
+    tcp: `${config.host}:${port}`, socket: config.socketPath, sidecars: sidecars.paths, xks: xks && `${config.xks?.host}:${xks.port}`,
+  };
   keyUsage.start();
   for (const d of regions.all().slice(1)) d.keyUsage?.start();
 
@@ -241,7 +262,7 @@ export async function startDaemon(
   const stop = () =>
     (stopped ??= (async () => {
       log.info('shutting down: no new connections, finishing in-flight requests');
-      await Promise.all([tcp.stop(), unix.stop(), xks?.stop()]);
+      await Promise.all([tcp.stop(), unix.stop(), sidecars?.close(), xks?.stop()]);
       await leadership?.stop();
       await scheduler.stop();
       for (const s of regionSchedulers) await s.stop();
@@ -261,5 +282,8 @@ export async function startDaemon(
       log.info('stopped');
     })());
   const reloadTls = () => ({ api: tcp.reloadTls(), xks: xks?.reloadTls() ?? false });
-  return { deps, token, keyStores, reconciled, scheduler, regions, regionSchedulers, audit: trail, port, scheme: tcp.scheme, socketPath: config.socketPath, reloadTls, xks, stop };
+  return {
+    deps, token, keyStores, reconciled, scheduler, regions, regionSchedulers, audit: trail, port, scheme: tcp.scheme, socketPath: config.socketPath,
+    sidecarPaths: sidecars.paths, reloadTls, xks, stop,
+  };
 }

@@ -4,19 +4,8 @@ import { startDaemon } from './daemon.js';
 import { isKmsError } from './errors.js';
 import { createLogger } from './log.js';
 
-async function main(): Promise<void> {
-  if (process.argv[2] === 'credentials') {
-    const { runCredentialsCli } = await import('./cli/credentials.js');
-    const io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) };
-    process.exitCode = await runCredentialsCli(process.argv.slice(3), process.env, io);
-    return;
-  }
-  if (process.argv[2] === 'peer-key') {
-    const { runPeerKeyCli } = await import('./cli/peer-keys.js');
-    const io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) };
-    process.exitCode = runPeerKeyCli(process.argv.slice(3), process.env, io);
-    return;
-  }
+/** `p11kms serve`: runs the daemon in the foreground until SIGTERM/SIGINT (exit 0), or exits 2 on a bad configuration, 1 when it cannot start. */
+export async function serve(): Promise<void> {
   let config;
   try {
     config = loadConfig();
@@ -59,4 +48,3 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', (e) => log.error({ err: (e as Error)?.message }, 'unhandled rejection'));
 }
 
-void main();

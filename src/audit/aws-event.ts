@@ -21,6 +21,8 @@ export interface CallInfo {
   input?: Record<string, unknown> | undefined;
   /** The region that served the call (its SigV4 scope), once authentication named it. */
   region?: string | undefined;
+  /** Set by doors other than the AWS API (the REST sidecar): recorded in additionalEventData with the socket it came through. */
+  frontDoor?: { name: string; socket?: string | undefined } | undefined;
 }
 
 /**
@@ -43,6 +45,7 @@ export function awsCallEvent(call: CallInfo, output: Record<string, unknown> | u
   const principal: Principal | AuditActor | undefined =
     call.principal ?? { type: 'Unknown', accessKeyId: claimedAccessKeyId(call.authorization) };
   const { resources, keyMaterialId } = keys;
+  const additional = { ...(keyMaterialId ? { keyMaterialId } : {}), ...(call.frontDoor ? { frontDoor: call.frontDoor.name, socket: call.frontDoor.socket } : {}) };
   return {
     eventName,
     principal,
@@ -56,7 +59,7 @@ export function awsCallEvent(call: CallInfo, output: Record<string, unknown> | u
     readOnly,
     errorCode: error?.code,
     errorMessage: error?.message,
-    additionalEventData: keyMaterialId ? { keyMaterialId } : undefined,
+    additionalEventData: Object.keys(additional).length ? additional : undefined,
   };
 }
 

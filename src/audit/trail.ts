@@ -489,8 +489,9 @@ export class AuditTrail implements Audit {
 function identity(p: Principal | AuditActor | undefined, service: boolean): Record<string, unknown> {
   if (!p) return service ? { type: 'AWSService', invokedBy: 'p11kms' } : { type: 'Unknown' };
   if (!('arn' in p)) return { type: p.type, invokedBy: p.invokedBy, accountId: p.accountId, accessKeyId: p.accessKeyId };
-  const principalId = (p as { principalId?: string }).principalId ?? (p.type === 'Root' ? p.accountId : p.accessKeyId);
-  return { type: p.type, principalId, arn: p.arn, accountId: p.accountId, accessKeyId: p.accessKeyId };
+  const principalId = (p as { principalId?: string }).principalId ?? (p.type === 'Root' ? p.accountId : p.accessKeyId || p.arn);
+  // A sidecar socket's principal has no access key (the socket authenticated it).
+  return { type: p.type, principalId, arn: p.arn, accountId: p.accountId, accessKeyId: p.accessKeyId || undefined };
 }
 
 /**

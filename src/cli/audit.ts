@@ -7,8 +7,9 @@ import { ConfigError, loadConfig } from '../config.js';
 import { closeModules } from '../hsm/module.js';
 import { Token } from '../hsm/token.js';
 import { silentLogger } from '../log.js';
+import type { CliIo } from './credentials.js';
 
-const USAGE = `usage: p11kms audit verify [--no-token] [--partial] [--json] [FILE|DIR ...]
+const USAGE = `Usage: p11kms audit verify [--no-token] [--partial] [--json] [FILE|DIR ...]
 
 Verifies audit files as one hash chain: every record's hash, the links between records and
 files, the seals (HMAC recomputed inside the token) and, against the chain head kept in the
@@ -19,8 +20,9 @@ subdirectory per node: each node's chain is verified against its own chain head 
 
 The token is opened with the daemon's configuration: P11KMS_CONFIG, P11KMS_PKCS11_MODULE,
 P11KMS_TOKEN_LABEL and the user PIN from P11KMS_PIN, P11KMS_PIN_FILE, hsm.pin in the config
-file, or <dataDir>/softhsm/user.pin (SoftHSM2 also needs SOFTHSM2_CONF). It may run while
-the daemon runs.
+file, or <dataDir>/softhsm/user.pin; SoftHSM2's configuration from SOFTHSM2_CONF or, for the
+development token of ./scripts/start, <dataDir>/softhsm/softhsm2.conf. With nothing set, the
+data directory is ./var, as for ./scripts/start. It may run while the daemon runs.
 
   --no-token  check the hash chain only (seals and truncation are then not checked)
   --partial   the files may be a part of the trail (not from the first record, not to the last)
@@ -28,37 +30,41 @@ the daemon runs.
 
 Exit status: 0 verified (warnings allowed), 1 tampering or loss found, 2 usage or token error.`;
 
-export async function auditCli(argv: string[]): Promise<number> {
+export async function auditCli(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === '--help' || command === '-h') {
+    io.out(`${USAGE}\n`);
+    return 0;
+  }
   if (command !== 'verify') {
-    process.stderr.write(`${USAGE}\n`);
+    io.err(`${USAGE}\n`);
     return 2;
   }
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   for (const f of flags) {
     if (!['--no-token', '--partial', '--json', '--help'].includes(f)) {
-      process.stderr.write(`p11kms audit verify: unknown option ${f}\n${USAGE}\n`);
+      io.err(`p11kms audit verify: unknown option ${f}\n${USAGE}\n`);
       return 2;
     }
   }
   if (flags.has('--help')) {
-    process.stdout.write(`${USAGE}\n`);
+    io.out(`${USAGE}\n`);
     return 0;
   }
   let config;
   try {
-    config = loadConfig();
+    config = loadConfig(env);
   } catch (e) {
     if (e instanceof ConfigError && flags.has('--no-token')) config = undefined;
     else {
-      process.stderr.write(`p11kms audit verify: ${(e as Error).message}\n`);
+      io.err(`p11kms audit verify: ${(e as Error).message}\n`);
       return 2;
     }
   }
   const args = rest.filter((a) => !a.startsWith('--'));
   const files = expand(args.length ? args : config ? [config.audit.dir] : []);
   if (!files.length) {
-    process.stderr.write('p11kms audit verify: no audit files found\n');
+    io.err('p11kms audit verify: no audit files found\n');
     return 2;
   }
   let token: Token | undefined;
@@ -68,7 +74,7 @@ export async function auditCli(argv: string[]): Promise<number> {
         token = Token.open({ ...config.hsm, maxSessions: 1 }, silentLogger);
         await TokenSealer.open(token, false);
       } catch (e) {
-        process.stderr.write(`p11kms audit verify: cannot use the token: ${(e as Error).message}\n`);
+        io.err(`p11kms audit verify: cannot use the token: ${(e as Error).message}\n`);
         return 2;
       }
     }
@@ -81,11 +87,11 @@ export async function auditCli(argv: string[]): Promise<number> {
     }
     if (byNode.size === 1 && reports[0]!.node === undefined) {
       const { report } = reports[0]!;
-      process.stdout.write(flags.has('--json') ? `${JSON.stringify(report, null, 2)}\n` : format(report));
+      io.out(flags.has('--json') ? `${JSON.stringify(report, null, 2)}\n` : format(report));
     } else if (flags.has('--json')) {
-      process.stdout.write(`${JSON.stringify({ ok: reports.every((r) => r.report.ok), nodes: reports }, null, 2)}\n`);
+      io.out(`${JSON.stringify({ ok: reports.every((r) => r.report.ok), nodes: reports }, null, 2)}\n`);
     } else {
-      for (const { node, report } of reports) process.stdout.write(`node ${node ?? '(single-node trail)'}:\n${format(report)}`);
+      for (const { node, report } of reports) io.out(`node ${node ?? '(single-node trail)'}:\n${format(report)}`);
     }
     return reports.every((r) => r.report.ok) ? 0 : 1;
   } finally {
@@ -142,11 +148,3 @@ function format(r: VerifyReport): string {
   lines.push(r.ok ? `VERIFIED (${warnings.length} warning(s))` : `FAILED: ${errors.length} error(s), ${warnings.length} warning(s)`);
   return `${lines.join('\n')}\n`;
 }
-
-auditCli(process.argv.slice(3)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    process.stderr.write(`p11kms audit verify: ${(e as Error).message}\n`);
-    process.exit(2);
-  },
-);

@@ -69,7 +69,8 @@ export function adminCall(socketPath: string, action: string, body: object = {})
   });
 }
 
-function socketFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+/** The daemon's admin socket: --socket, P11KMS_SOCKET, the configuration, or <P11KMS_DATA_DIR or ./var>/p11kms.sock. */
+export function socketFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   if (flag) return resolve(flag);
   if (env.P11KMS_SOCKET) return resolve(env.P11KMS_SOCKET);
   try {

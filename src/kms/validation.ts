@@ -42,9 +42,13 @@ export const timestamp = () =>
     .transform((n) => new Date(Math.round(n * 1000)));
 
 export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
-  return z.string({ error: WRONG_TYPE }).refine((v): v is T[number] => (values as readonly string[]).includes(v), {
-    message: `Member must satisfy enum value set: [${values.join(', ')}]`,
-  });
+  return z
+    .string({ error: WRONG_TYPE })
+    .refine((v): v is T[number] => (values as readonly string[]).includes(v), {
+      message: `Member must satisfy enum value set: [${values.join(', ')}]`,
+    })
+    // The refinement is invisible to JSON Schema; the metadata carries the value set into generated documents.
+    .meta({ enum: [...values] });
 }
 
 export function list<T extends z.ZodType>(item: T, min: number, max: number) {
@@ -53,7 +57,8 @@ export function list<T extends z.ZodType>(item: T, min: number, max: number) {
 
 /** A base64 blob on the wire, a Buffer inside; length limits apply to the decoded bytes. */
 export function blob(min: number, max: number) {
-  return z.string({ error: WRONG_TYPE }).transform((s, ctx) => {
+  const doc = { contentEncoding: 'base64', description: `base64, ${min} to ${max} bytes decoded` };
+  return z.string({ error: WRONG_TYPE }).meta(doc).transform((s, ctx) => {
     if (s.length % 4 !== 0 || !BASE64.test(s)) {
       ctx.addIssue({ code: 'custom', message: WRONG_TYPE });
       return z.NEVER;

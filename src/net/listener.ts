@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync, unwatchFile, watchFile } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -24,8 +24,8 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 export interface ListenerOptions {
   /** For logs: "AWS API", "XKS proxy". */
   name: string;
-  /** A TCP address, or a Unix socket path (created mode 0600, plain HTTP). */
-  address: { host: string; port: number } | { socketPath: string };
+  /** A TCP address, or a Unix socket path (created mode 0600, plain HTTP; then given `access` when set). */
+  address: { host: string; port: number } | ({ socketPath: string } & Partial<SocketAccess>);
   tls?: TlsSettings | undefined;
   handler: RequestHandler;
   log: Logger;
@@ -109,7 +109,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
     });
   });
   const address = opts.address;
-  if ('socketPath' in address) await listenOnSocket(server, address.socketPath);
+  if ('socketPath' in address) await listenOnSocket(server, address.socketPath, address);
   else await listen(server, () => server.listen(address.port, address.host));
   const bound = server.address();
   const port = typeof bound === 'object' && bound ? bound.port : 0;
@@ -191,8 +191,19 @@ function listen(server: Server, start: () => void): Promise<void> {
   });
 }
 
-/** Creates the socket with mode 0600 from the start (umask), replacing a stale socket file. */
-async function listenOnSocket(server: Server, path: string): Promise<void> {
+/** Who may connect to a Unix socket: its mode, owner and group (REST sidecar sockets authenticate by these). */
+export interface SocketAccess {
+  mode: number;
+  /** Changing them needs the right to: root, or a group the daemon's user is in. */
+  uid?: number | undefined;
+  gid?: number | undefined;
+}
+
+/**
+ * Creates the socket with mode 0600 from the start (umask), replacing a stale socket file,
+ * then gives it its owner and mode (default 0600), so it is never more open than asked.
+ */
+async function listenOnSocket(server: Server, path: string, access: Partial<SocketAccess>): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   try {
     if (lstatSync(path).isSocket()) unlinkSync(path);
@@ -205,5 +216,6 @@ async function listenOnSocket(server: Server, path: string): Promise<void> {
   } finally {
     process.umask(previous);
   }
-  chmodSync(path, 0o600);
+  if (access.uid !== undefined || access.gid !== undefined) chownSync(path, access.uid ?? -1, access.gid ?? -1);
+  chmodSync(path, access.mode ?? 0o600);
 }

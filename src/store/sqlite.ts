@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { Errors } from '../errors.js';
 import { LIFECYCLE_SCHEMA, SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
 import { KEY_STORES_SCHEMA, SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
@@ -116,12 +117,15 @@ export const toAlias = (r: AliasRow): AliasRecord => ({
 
 /** Opens the SQLite file: WAL, synchronous commits, exclusive lock, schema created or brought up to date. */
 function openSqlite(path: string): SqlDriver {
+  ownerOnly(path);
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('locking_mode = EXCLUSIVE');
   db.exec(SCHEMA);
+  // SQLite gives -wal and -shm the database file's mode; files left by an older version are mended too.
+  for (const f of [`${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
   // Databases made before custom key stores (issue #6) lack the column; CREATE TABLE IF NOT EXISTS keeps them as they are.
   const keyColumns = (db.pragma('table_info(keys)') as { name: string }[]).map((c) => c.name);
   if (!keyColumns.includes('custom_key_store_id')) db.exec('ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT');
@@ -515,3 +519,14 @@ const toGrant = (r: GrantRow): GrantRecord => ({
   constraints: r.constraints ? (JSON.parse(r.constraints) as GrantRecord['constraints']) : undefined,
   issuingAccount: r.issuing_account, createdAt: r.created_at, token: r.token,
 });
+
+/**
+ * The metadata (key ids, policies, sealed credentials) is readable by the daemon's user only: the
+ * file is created 0600 before SQLite opens it (SQLite would create it 0644 under the usual
+ * umask), and an existing file from an older version is narrowed to 0600.
+ */
+function ownerOnly(path: string): void {
+  if (path === ':memory:') return;
+  if (existsSync(path)) chmodSync(path, 0o600);
+  else closeSync(openSync(path, 'a', 0o600));
+}

@@ -34,7 +34,7 @@ const quiet = { out: () => undefined, err: () => undefined };
 
 async function startB(extra: Record<string, string> = {}): Promise<void> {
   bOutput = '';
-  const child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs')], { env: { ...bEnv, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs'), 'serve'], { env: { ...bEnv, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
   b = child;
   const collect = (d: Buffer) => (bOutput += d.toString());
   child.stdout!.on('data', collect);

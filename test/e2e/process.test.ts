@@ -20,7 +20,7 @@ let exit: Promise<number | null>;
 beforeAll(async () => {
   token = createTempToken();
   socketPath = join(token.dir, 'run', 'kms.sock');
-  child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs')], {
+  child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs'), 'serve'], {
     env: {
       PATH: process.env.PATH,
       SOFTHSM2_CONF: token.conf,

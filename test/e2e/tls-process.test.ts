@@ -34,7 +34,7 @@ function daemonEnv(token: TempToken, extra: Record<string, string>): NodeJS.Proc
 
 /** Starts the daemon and waits for "p11kms listening"; returns the process, its port and its log so far. */
 async function start(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs'), 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
@@ -52,7 +52,7 @@ const stopped = (child: ChildProcess) => new Promise<number | null>((r) => (chil
 
 describe('listener security of the daemon process', () => {
   it('refuses a non-loopback address without TLS, naming both ways out', () => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist/entry.cjs')], {
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/entry.cjs'), 'serve'], {
       env: { PATH: process.env.PATH, P11KMS_HOST: '0.0.0.0', P11KMS_PIN: '1234', P11KMS_DATA_DIR: join(tmpdir(), 'p11kms-never-created') },
       encoding: 'utf8',
       timeout: 20_000,

@@ -141,6 +141,15 @@ print(json.dumps({'plaintext': out['Plaintext'].decode(), 'keyId': out['KeyId'],
     await failure(httpsClient(h.endpoint.replace('https:', 'http:'), ca).send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x') })));
     await httpsClient(h.endpoint, ca).send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('still serving') }));
   });
+
+  it('serves the REST routes over HTTPS too, SigV4-signed (curl --aws-sigv4 --cacert)', async () => {
+    const { stdout } = await run('curl', [
+      '-sS', '--fail-with-body', '--cacert', ca.files.ca, '--aws-sigv4', 'aws:amz:us-east-1:kms',
+      '--user', `${ADMIN.accessKeyId}:${ADMIN.secretAccessKey}`, '-H', 'Content-Type: application/json',
+      '-d', JSON.stringify({ plaintext: Buffer.from('rest over tls').toString('base64') }), `${h.endpoint}/v1/keys/${keyId}/encrypt`,
+    ], { timeout: 20_000 });
+    expect(JSON.parse(stdout)).toMatchObject({ keyId: expect.stringContaining(keyId), encryptionAlgorithm: 'SYMMETRIC_DEFAULT' });
+  });
 });
 
 describe('aws:SecureTransport', () => {

@@ -34,7 +34,7 @@ export interface NodeOptions {
 export async function startNode(opts: NodeOptions): Promise<ClusterNode> {
   const dataDir = join(opts.token.dir, `node-${opts.id}`);
   const socketPath = join(dataDir, 'kms.sock');
-  const child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs')], {
+  const child = spawn(process.execPath, [join(ROOT, 'dist/entry.cjs'), 'serve'], {
     env: {
       PATH: process.env.PATH,
       SOFTHSM2_CONF: opts.token.conf,
