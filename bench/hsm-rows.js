@@ -31,7 +31,7 @@ export async function hsmRows(dir, conf) {
       const connections = Math.max(16, 2 * pool);
       const capacity = (pool * 1000) / latency;
       const daemon = await startDaemon(dir, conf, {
-        env: { P11KMS_PKCS11_MODULE: module, P11EMU_CONFIG: emuConf, P11KMS_MAX_SESSIONS: String(pool) },
+        env: { P11KMS_PKCS11_MODULE: module, P11EMU_CONFIG: emuConf, P11KMS_MAX_SESSIONS: String(pool), P11KMS_SOFTWARE_TOKEN: 'false' },
       });
       try {
         const kms = new KMSClient({ endpoint: `http://127.0.0.1:${daemon.port}`, region: REGION, credentials: CREDENTIALS });

@@ -61,6 +61,8 @@ export async function startDaemon(dir, conf, { entry, env = {}, cpuProfDir } = {
       P11KMS_TOKEN_LABEL: LABEL,
       P11KMS_PIN_FILE: join(dir, 'softhsm', 'user.pin'),
       P11KMS_LOG_LEVEL: 'info',
+      // SoftHSM2 in process, as ./scripts/start runs it (worker threads for AES-GCM); the HSM rows override it.
+      P11KMS_SOFTWARE_TOKEN: 'true',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],

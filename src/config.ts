@@ -78,6 +78,32 @@ const NamedHsmSchema = HsmSchema.omit({ pin: true, tokenLabel: true })
 /** Names are checked in loadHsms (zod reports a bad record key only as "Invalid key in record"). */
 const HsmsSchema = z.record(z.string(), NamedHsmSchema);
 
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+/**
+ * Further regions this deployment serves (issue 13). A region without `hsm` keeps its keys in
+ * the main token; with `hsm` (any field of the main `hsm`, tokenLabel required) in its own token.
+ */
+const RegionSchema = z
+  .object({
+    $comment: z.string().optional(),
+    hsm: HsmSchema.partial().extend({ tokenLabel: z.string().min(1).max(32) }).strict().optional(),
+  })
+  .strict();
+
+/**
+ * Regions served by peer deployments (issue 13, two sites): where each peer listens and the
+ * SigV4 credentials it issued to this deployment. `peerPrincipals` are the principals (of
+ * credentials this deployment issued to its peers) allowed to call the peer operations.
+ */
+const PeerSchema = z
+  .object({
+    endpoint: z.string().url(),
+    accessKeyId: z.string().min(16).max(128),
+    secretAccessKey: SecretSource,
+  })
+  .strict();
+const PeersSchema = z.record(z.string().regex(REGION), PeerSchema);
+
 const FileSchema = z
   .object({
     $comment: z.string().optional(),
@@ -89,7 +115,10 @@ const FileSchema = z
     tls: apiTlsFileSchema,
     plainHttpBehindTlsProxy: z.boolean().optional(),
     accountId: z.string().regex(/^\d{12}$/).optional(),
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/).optional(),
+    region: z.string().regex(REGION).optional(),
+    regions: z.record(z.string().regex(REGION), RegionSchema).default({}),
+    peers: PeersSchema.default({}),
+    peerPrincipals: z.array(z.string().min(1)).default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
     schedulerIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     hsm: HsmSchema.prefault({}),
@@ -113,6 +142,12 @@ export interface Config {
   socketPath: string;
   accountId: string;
   region: string;
+  /** Every region served, the default (`region`) first; each with its token's configuration. */
+  regions: RegionConfig[];
+  /** Regions served by peer deployments, with the credentials each peer issued to this one. */
+  peers: Record<string, { endpoint: string; accessKeyId: string; secretAccessKey: Secret }>;
+  /** Principal ARNs allowed to call the peer operations (the credentials this deployment issued to its peers). */
+  peerPrincipals: string[];
   logLevel: string;
   /** How often the key-lifecycle scheduler looks for due rotations, deletions and expiries. */
   schedulerIntervalMs: number;
@@ -132,28 +167,71 @@ export const DEV_ADMIN_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPL
 
 export class ConfigError extends Error {}
 
+export interface RegionConfig {
+  name: string;
+  /** The token of this region: the main `hsm` itself when the region has no token of its own. */
+  hsm: Config['hsm'];
+  /** Whether `hsm` is the main token (regions sharing it also share its token objects). */
+  mainToken: boolean;
+}
+
+/** The default region, then P11KMS_REGIONS (comma-separated) and the file's `regions`. */
+function loadRegions(
+  defaultRegion: string,
+  fileRegions: z.output<typeof FileSchema>['regions'],
+  env: NodeJS.ProcessEnv,
+  mainHsm: Config['hsm'],
+  dataDir: string,
+): RegionConfig[] {
+  const names = [defaultRegion];
+  const add = (name: string, where: string) => {
+    if (!REGION.test(name)) throw new ConfigError(`${where}: '${name}' is not a region name (e.g. eu-west-1)`);
+    if (!names.includes(name)) names.push(name);
+  };
+  for (const name of (env.P11KMS_REGIONS ?? '').split(',').map((r) => r.trim()).filter(Boolean)) add(name, 'P11KMS_REGIONS');
+  for (const name of Object.keys(fileRegions)) add(name, 'regions');
+  const seen = new Map<string, string>([[`${mainHsm.module}\u0000${mainHsm.tokenLabel}`, defaultRegion]]);
+  return names.map((name) => {
+    const own = fileRegions[name]?.hsm;
+    if (!own || (own.tokenLabel === mainHsm.tokenLabel && (own.module ?? mainHsm.module) === mainHsm.module)) {
+      return { name, hsm: mainHsm, mainToken: true };
+    }
+    const { pin: pinSource, $comment: _, ...rest } = own;
+    const hsm = { ...mainHsm, ...rest, capabilities: { ...mainHsm.capabilities, ...rest.capabilities } };
+    const where = `${hsm.module}\u0000${hsm.tokenLabel}`;
+    const other = seen.get(where);
+    if (other) throw new ConfigError(`regions.${name}.hsm names the token of region ${other}; give it no hsm to share the main token`);
+    seen.set(where, name);
+    const pin = readSecret(pinSource ?? { file: join(dataDir, 'regions', name, 'user.pin') }, `Token PIN of region ${name}`, env);
+    return { name, hsm: { ...hsm, pin }, mainToken: false };
+  });
+}
+
 export type NamedHsm = Omit<z.output<typeof NamedHsmSchema>, '$comment' | 'trustAnchorCertificate'> & {
   /** PEM text of the trust anchor, when configured. */
   trustAnchorCertificate?: string | undefined;
 };
 
+/** An environment variable holding JSON of `schema`'s shape, checked (undefined when unset). */
+function jsonFromEnv<S extends z.ZodType>(env: NodeJS.ProcessEnv, name: string, schema: S): z.output<S> | undefined {
+  const text = env[name];
+  if (!text) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${name} is not valid JSON: ${(e as Error).message}`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    throw new ConfigError(`Invalid ${name}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
 /** `hsms` from the file, overlaid by P11KMS_HSMS (a JSON object of the same shape), checked. */
 function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv, defaultHsm: { module: string; tokenLabel: string }) {
-  let merged = fileHsms;
-  if (env.P11KMS_HSMS) {
-    let json: unknown;
-    try {
-      json = JSON.parse(env.P11KMS_HSMS);
-    } catch (e) {
-      throw new ConfigError(`P11KMS_HSMS is not valid JSON: ${(e as Error).message}`);
-    }
-    const parsed = HsmsSchema.safeParse(json);
-    if (!parsed.success) {
-      const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-      throw new ConfigError(`Invalid P11KMS_HSMS: ${detail}`);
-    }
-    merged = { ...fileHsms, ...parsed.data };
-  }
+  const merged = { ...fileHsms, ...jsonFromEnv(env, 'P11KMS_HSMS', HsmsSchema) };
   const out: Record<string, NamedHsm> = {};
   const seen = new Map<string, string>();
   seen.set(`${defaultHsm.module}\u0000${defaultHsm.tokenLabel}`, 'hsm');
@@ -181,6 +259,17 @@ function loadHsms(fileHsms: z.output<typeof HsmsSchema>, env: NodeJS.ProcessEnv,
     out[name] = { ...rest, trustAnchorCertificate: pem };
   }
   return out;
+}
+
+/** `peers` and `peerPrincipals` from the file, overlaid by P11KMS_PEERS (JSON) and P11KMS_PEER_PRINCIPALS (comma-separated). */
+function loadPeers(filePeers: z.output<typeof PeersSchema>, filePrincipals: string[], env: NodeJS.ProcessEnv) {
+  const peers = { ...filePeers, ...jsonFromEnv(env, 'P11KMS_PEERS', PeersSchema) };
+  const out: Config['peers'] = {};
+  for (const [region, p] of Object.entries(peers)) {
+    out[region] = { endpoint: p.endpoint, accessKeyId: p.accessKeyId, secretAccessKey: readSecret(p.secretAccessKey, `peers.${region}.secretAccessKey`, env) };
+  }
+  const fromEnv = (env.P11KMS_PEER_PRINCIPALS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  return { peers: out, peerPrincipals: [...new Set([...filePrincipals, ...fromEnv])] };
 }
 
 function readSecret(source: z.infer<typeof SecretSource>, what: string, env: NodeJS.ProcessEnv): Secret {
@@ -226,6 +315,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   hsm.maxSessions = intFromEnv(env, 'P11KMS_MAX_SESSIONS') ?? hsm.maxSessions;
   hsm.workerThreads = intFromEnv(env, 'P11KMS_TOKEN_WORKER_THREADS') ?? hsm.workerThreads;
   hsm.callTimeoutMs = intFromEnv(env, 'P11KMS_TOKEN_CALL_TIMEOUT_MS') ?? hsm.callTimeoutMs;
+  // Configured by environment alone (./scripts/start, the benchmark), the module is a profile-less
+  // one: this says it is an in-process software token (SoftHSM2), as its profile file would.
+  const softwareToken = boolFromEnv(env, 'P11KMS_SOFTWARE_TOKEN');
+  if (softwareToken !== undefined) hsm.capabilities = { ...hsm.capabilities, softwareToken };
   const pin = env.P11KMS_PIN
     ? new Secret(env.P11KMS_PIN)
     : readSecret(
@@ -245,6 +338,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const metricsToken = env.P11KMS_METRICS_BEARER_TOKEN
     ? new Secret(env.P11KMS_METRICS_BEARER_TOKEN)
     : f.metrics.bearerToken && readSecret(f.metrics.bearerToken, 'Metrics bearer token', env);
+  const region = env.P11KMS_REGION || f.region || 'us-east-1';
+  const mainHsm = { ...hsm, pin };
   const host = env.P11KMS_HOST || f.host || '127.0.0.1';
   const listener = resolveApiListenerSecurity({
     host, file: f.tls, fileOverride: f.plainHttpBehindTlsProxy, env, cwd,
@@ -260,10 +355,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     port: intFromEnv(env, 'P11KMS_PORT') ?? f.port ?? 4599,
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(cwd, socketPath),
     accountId: env.P11KMS_ACCOUNT_ID || f.accountId || '111122223333',
-    region: env.P11KMS_REGION || f.region || 'us-east-1',
+    region,
+    regions: loadRegions(region, f.regions, env, mainHsm, dataDir),
+    ...loadPeers(f.peers, f.peerPrincipals, env),
     logLevel: env.P11KMS_LOG_LEVEL || f.logLevel || 'info',
     schedulerIntervalMs: intFromEnv(env, 'P11KMS_SCHEDULER_INTERVAL_MS') ?? f.schedulerIntervalMs ?? 60_000,
-    hsm: { ...hsm, pin },
+    hsm: mainHsm,
     hsms: loadHsms(f.hsms, env, hsm),
     admin: {
       accessKeyId: env.P11KMS_ADMIN_ACCESS_KEY_ID || f.admin.accessKeyId || DEV_ADMIN_ACCESS_KEY_ID,

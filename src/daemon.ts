@@ -7,6 +7,7 @@ import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
 import { TokenSealer } from './audit/sealer.js';
+import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
 import { healthRouter } from './api/health.js';
@@ -21,6 +22,8 @@ import type { KmsDeps } from './kms/context.js';
 import { readiness } from './kms/health.js';
 import { KeyStoreRegistry } from './kms/key-store-registry.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
+import { auditInRegion, RegionDirectory } from './kms/regions.js';
+import { PeerClient } from './api/peer/client.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
@@ -37,8 +40,12 @@ export interface Daemon {
   /** Custom key stores: the tokens of connected stores and their connection states. */
   keyStores: KeyStoreRegistry;
   reconciled: ReconcileReport;
-  /** Key-lifecycle scheduler (rotation, deletion, expiry); already started. */
+  /** Key-lifecycle scheduler (rotation, deletion, expiry) of the default region; already started. */
   scheduler: LifecycleScheduler;
+  /** Every region served (the default region's deps are `deps`). */
+  regions: RegionDirectory;
+  /** The schedulers of the other regions, in the order of config.regions. */
+  regionSchedulers: LifecycleScheduler[];
   /** The audit trail (undefined when disabled in the configuration). */
   audit: AuditTrail | undefined;
   /** Bound TCP port (useful when configured as 0). */
@@ -71,28 +78,30 @@ export async function startDaemon(
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // Set once the trail is open; the token reports reconnects to it.
   let audit: Audit = disabledAudit;
-  const token = Token.open(
-    {
-      module: config.hsm.module,
-      tokenLabel: config.hsm.tokenLabel,
-      pin: config.hsm.pin,
-      maxSessions: config.hsm.maxSessions,
-      sessionWaitMs: config.hsm.sessionWaitMs,
-      maxWaiters: config.hsm.maxWaiters,
-      capabilities: config.hsm.capabilities,
-      moduleEnv: config.hsm.moduleEnv,
-      libraryParameters: config.hsm.libraryParameters,
-      workerThreads: config.hsm.workerThreads,
-      callTimeoutMs: config.hsm.callTimeoutMs,
-      observe: config.metrics.enabled ? observeTokenCall : undefined,
-      onRecovered: (attempts) => {
-        audit
-          .record({ eventName: 'TokenReconnected', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { token: config.hsm.tokenLabel, attempts } })
-          .catch(() => undefined);
+  const openToken = (hsm: Config['hsm']) =>
+    Token.open(
+      {
+        module: hsm.module,
+        tokenLabel: hsm.tokenLabel,
+        pin: hsm.pin,
+        maxSessions: hsm.maxSessions,
+        sessionWaitMs: hsm.sessionWaitMs,
+        maxWaiters: hsm.maxWaiters,
+        capabilities: hsm.capabilities,
+        moduleEnv: hsm.moduleEnv,
+        libraryParameters: hsm.libraryParameters,
+        workerThreads: hsm.workerThreads,
+        callTimeoutMs: hsm.callTimeoutMs,
+        observe: config.metrics.enabled ? observeTokenCall : undefined,
+        onRecovered: (attempts) => {
+          audit
+            .record({ eventName: 'TokenReconnected', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { token: hsm.tokenLabel, attempts } })
+            .catch(() => undefined);
+        },
       },
-    },
-    log,
-  );
+      log,
+    );
+  const token = openToken(config.hsm);
   const store = new SqliteStore(join(config.dataDir, 'metadata.sqlite'));
   const trail = config.audit.enabled
     ? await AuditTrail.open({
@@ -105,7 +114,39 @@ export async function startDaemon(
       })
     : undefined;
   audit = trail ?? disabledAudit;
-  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit };
+  const keyUsage = new KeyUsageRecorder(store, log);
+  const deps: KmsDeps = { store, token, clock, region: config.region, log, audit, keyUsage };
+  // Further regions (issue 13): each its own store under dataDir/regions/<region>, and its own
+  // token or the main one. All are opened before any reconciliation, because regions that share
+  // a token share token objects (see RegionDirectory.sharingToken).
+  const regions = new RegionDirectory(config.region);
+  regions.add(deps);
+  for (const r of config.regions.slice(1)) {
+    const dir = join(config.dataDir, 'regions', r.name);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const regionStore = new SqliteStore(join(dir, 'metadata.sqlite'));
+    regions.add({
+      store: regionStore,
+      keyUsage: new KeyUsageRecorder(regionStore, log),
+      token: r.mainToken ? token : openToken(r.hsm),
+      clock,
+      region: r.name,
+      log: log.child({ region: r.name }),
+      audit: auditInRegion(audit, r.name),
+    });
+  }
+  // Regions served by peer sites (two sites): the replication protocol's client.
+  const servedTwice = Object.keys(config.peers).filter((r) => regions.get(r));
+  if (servedTwice.length) throw new Error(`peers: ${servedTwice.join(', ')} is served by this deployment itself`);
+  if (Object.keys(config.peers).length || config.peerPrincipals.length) {
+    const peers = new PeerClient(config.peers, clock, config.peerPrincipals);
+    for (const d of regions.all()) d.peers = peers;
+  }
+  const otherRegions = regions.all().slice(1);
+  for (const d of otherRegions) {
+    const report = await reconcile(d);
+    log.info({ region: d.region, ...report }, 'start-up reconciliation done');
+  }
   const reconciled = await reconcile(deps);
   log.info({ ...reconciled }, 'start-up reconciliation done');
   const importKeys = await reconcileImportKeys(deps);
@@ -121,6 +162,8 @@ export async function startDaemon(
   // One tick before serving catches up on what fell due while the daemon was down.
   const scheduler = new LifecycleScheduler(deps, config.schedulerIntervalMs);
   await scheduler.runOnce();
+  const regionSchedulers = otherRegions.map((d) => new LifecycleScheduler(d, config.schedulerIntervalMs));
+  for (const s of regionSchedulers) await s.runOnce();
   if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
     await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
   }
@@ -129,7 +172,7 @@ export async function startDaemon(
   const credentials = new CredentialRegistry(store, secretBox, log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
   await credentials.load();
-  deps.authz = new Authz({ store, clock, region: config.region, log }, credentials);
+  for (const d of regions.all()) d.authz = new Authz({ store: d.store, clock, region: d.region, log }, credentials);
 
   const app = express();
   app.disable('x-powered-by');
@@ -146,7 +189,7 @@ export async function startDaemon(
 
   // The AWS API (POST /) is served before express; everything else goes to the app.
   const tls = config.listener.tls;
-  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
+  const aws = awsJsonHandler({ deps, credentials, clock, region: config.region, log, regions, clientPrincipal: clientPrincipalCheck(tls?.clientPrincipals) });
   // The daemon's time is the injected clock (SigV4 checks use it); SDKs correct their skew from Date.
   // The AWS handler writes its own Date with its other headers (see send() in its router).
   const date = httpDate(clock);
@@ -185,6 +228,9 @@ export async function startDaemon(
     throw e;
   }
   scheduler.start();
+  for (const s of regionSchedulers) s.start();
+  keyUsage.start();
+  for (const d of regions.all().slice(1)) d.keyUsage?.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -192,14 +238,21 @@ export async function startDaemon(
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([tcp.stop(), unix.stop(), xks?.stop()]);
       await scheduler.stop();
+      for (const s of regionSchedulers) await s.stop();
       await keyStores.stop();
       await trail?.close();
       unbindMetrics();
+      keyUsage.stop();
+      for (const d of regions.all().slice(1)) d.keyUsage?.stop();
+      for (const d of otherRegions) {
+        if (d.token !== token) d.token.close();
+        d.store.close();
+      }
       token.close();
       store.close();
       closeModules();
       log.info('stopped');
     })());
   const reloadTls = () => ({ api: tcp.reloadTls(), xks: xks?.reloadTls() ?? false });
-  return { deps, token, keyStores, reconciled, scheduler, audit: trail, port, scheme: tcp.scheme, socketPath: config.socketPath, reloadTls, xks, stop };
+  return { deps, token, keyStores, reconciled, scheduler, regions, regionSchedulers, audit: trail, port, scheme: tcp.scheme, socketPath: config.socketPath, reloadTls, xks, stop };
 }

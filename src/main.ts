@@ -10,6 +10,12 @@ async function main(): Promise<void> {
     process.exitCode = await runCredentialsCli(process.argv.slice(3), process.env, io);
     return;
   }
+  if (process.argv[2] === 'peer-key') {
+    const { runPeerKeyCli } = await import('./cli/peer-keys.js');
+    const io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) };
+    process.exitCode = runPeerKeyCli(process.argv.slice(3), process.env, io);
+    return;
+  }
   let config;
   try {
     config = loadConfig();

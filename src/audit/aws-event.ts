@@ -9,6 +9,8 @@ export interface CallInfo {
   operation: string;
   known: boolean;
   requestId: string;
+  /** The audit event id this call's event gets (GetKeyLastUsage reports it as CloudTrailEventId). */
+  eventId?: string | undefined;
   sourceIp?: string | undefined;
   userAgent?: string | undefined;
   /** Set once authentication succeeded. */
@@ -17,6 +19,8 @@ export interface CallInfo {
   authorization?: string | undefined;
   /** The decoded input (blobs are Buffers, so sanitizing drops them); unset when decoding failed. */
   input?: Record<string, unknown> | undefined;
+  /** The region that served the call (its SigV4 scope), once authentication named it. */
+  region?: string | undefined;
 }
 
 /**
@@ -45,6 +49,7 @@ export function awsCallEvent(call: CallInfo, output: Record<string, unknown> | u
     sourceIp: call.sourceIp,
     userAgent: call.userAgent?.slice(0, 1024),
     requestId: call.requestId,
+    eventId: call.eventId,
     requestParameters: call.input ?? null,
     responseElements: error || readOnly ? null : (output ?? null),
     resources,

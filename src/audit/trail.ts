@@ -230,7 +230,7 @@ export class AuditTrail implements Audit {
       eventTime: (e.time ?? this.opts.clock.now()).toISOString(),
       eventSource: e.eventSource ?? 'kms.amazonaws.com',
       eventName: e.eventName,
-      awsRegion: this.opts.region,
+      awsRegion: e.awsRegion ?? this.opts.region,
       sourceIPAddress: e.sourceIp ?? (service ? 'p11kms' : undefined),
       userAgent: e.userAgent ?? (service ? 'p11kms' : undefined),
       errorCode: e.errorCode,
@@ -239,7 +239,7 @@ export class AuditTrail implements Audit {
       responseElements: sanitize(e.responseElements),
       additionalEventData: sanitize(e.additionalEventData) ?? undefined,
       requestID: e.requestId,
-      eventID: randomUUID(),
+      eventID: e.eventId ?? randomUUID(),
       readOnly,
       resources: e.resources?.length
         ? e.resources.map((r) => ({ accountId: r.accountId, type: r.type, ARN: r.ARN }))

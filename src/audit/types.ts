@@ -62,6 +62,8 @@ export interface AuditEventInput {
   sourceIp?: string | undefined;
   userAgent?: string | undefined;
   requestId?: string | undefined;
+  /** Defaults to a new UUID; a front door passes its own when it reports the id elsewhere. */
+  eventId?: string | undefined;
   /** Raw input (sanitized by the trail). */
   requestParameters?: Record<string, unknown> | null | undefined;
   /** Raw output (sanitized by the trail); null for data-plane calls, as CloudTrail does. */
@@ -71,6 +73,8 @@ export interface AuditEventInput {
   readOnly?: boolean | undefined;
   errorCode?: string | undefined;
   errorMessage?: string | undefined;
+  /** The region the event happened in; defaults to the trail's (the deployment's default region). */
+  awsRegion?: string | undefined;
   /** e.g. { keyMaterialId } */
   additionalEventData?: Record<string, unknown> | undefined;
 }

@@ -205,7 +205,7 @@ export class RequestFacts implements Facts {
         if (key) return [key.origin];
         return createKey ? [str(input.Origin) ?? 'AWS_KMS'] : undefined;
       case 'kms:multiregion':
-        if (key) return ['false'];
+        if (key) return [String(this.s.store.multiRegion.get(key.keyId) !== undefined)];
         return createKey ? [String(input.MultiRegion === true)] : undefined;
       case 'kms:bypasspolicylockoutsafetycheck':
         return action === 'CreateKey' || action === 'PutKeyPolicy' ? one(input.BypassPolicyLockoutSafetyCheck) : undefined;

@@ -44,6 +44,13 @@ export const CapabilitiesSchema = z
     aesExplicitSensitive: z.boolean().default(true),
     /** An in-process software token (SoftHSM2, NSS): its calls are CPU work, run on worker threads; a network HSM's are waits, run on the libuv pool. */
     softwareToken: z.boolean().default(false),
+    /**
+     * Operator opt-in: for imports wrapped with an OAEP hash the module lacks, raw RSA in the token
+     * and OAEP decoding in the daemon (the decoded key passes through its memory, zeroed after use).
+     * Allowed without it on an in-process software token (softwareToken), whose keys are in this
+     * process's memory anyway.
+     */
+    daemonOaepDecode: z.boolean().default(false),
     /** Whether the module offers read-only sessions at all (CloudHSM SDK 5 does not). The daemon opens RW sessions always; documentation and emulator data. */
     readOnlySessions: z.boolean().default(true),
     /** The module's own session limit per application, when it has one the token info does not report (CloudHSM: 1024). */

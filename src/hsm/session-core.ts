@@ -134,6 +134,16 @@ export class TokenCore {
     mod.listeners.add(this.onReinitialized);
   }
 
+  /** RFC 5649 key wrap with padding, under the number this module's profile gives it. */
+  get kwpMechanism(): number {
+    return this.profile.keyWrapPad;
+  }
+
+  /** Whether imports may decode OAEP in the daemon (profile: an in-process software token, or the operator's opt-in). */
+  get daemonOaepDecode(): boolean {
+    return this.profile.caps.softwareToken || this.profile.caps.daemonOaepDecode;
+  }
+
   /** The loaded module this token is on (shared with other tokens of the same library). */
   get module(): LoadedModule {
     return this.mod;

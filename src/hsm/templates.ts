@@ -17,8 +17,13 @@ export class KeyTemplates {
     this.aesExplicitSensitive = caps.aesExplicitSensitive;
   }
 
-  /** A token AES-256 key for KMS symmetric keys: sensitive, non-extractable, encrypt/decrypt only. */
-  secretKey(id: Buffer, label: string): pkcs11js.Template {
+  /**
+   * A token AES-256 key for KMS symmetric keys: sensitive, non-extractable, encrypt/decrypt only.
+   * `wrappable` (Multi-Region keys, issue 13): CKA_EXTRACTABLE with CKA_WRAP_WITH_TRUSTED, so the
+   * token wraps it only under a key its security officer marked CKA_TRUSTED (peer-keys.ts); it
+   * stays sensitive (CKA_VALUE is never readable).
+   */
+  secretKey(id: Buffer, label: string, wrappable = false): pkcs11js.Template {
     const t: pkcs11js.Template = [
       { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
       { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
@@ -28,7 +33,8 @@ export class KeyTemplates {
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_PRIVATE, value: true },
       { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: wrappable },
+      ...(wrappable ? [{ type: pkcs11js.CKA_WRAP_WITH_TRUSTED, value: true }] : []),
       { type: pkcs11js.CKA_ENCRYPT, value: true },
       { type: pkcs11js.CKA_DECRYPT, value: true },
       { type: pkcs11js.CKA_WRAP, value: false },
@@ -43,21 +49,7 @@ export class KeyTemplates {
 
   /** A token generic secret for HMAC (HMAC KMS keys, and the MAC half of an AES-CBC + HMAC key): sign/verify only. */
   macKey(id: Buffer, label: string, bytes: number): pkcs11js.Template {
-    return [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-      { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
-      ...this.protectedObject(id, label),
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_SIGN, value: true },
-      { type: pkcs11js.CKA_VERIFY, value: true },
-      { type: pkcs11js.CKA_ENCRYPT, value: false },
-      { type: pkcs11js.CKA_DECRYPT, value: false },
-      { type: pkcs11js.CKA_WRAP, value: false },
-      { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: false },
-    ];
+    return [{ type: pkcs11js.CKA_VALUE_LEN, value: bytes }, ...this.hmacKey(this.protectedObject(id, label))];
   }
 
   /** The attributes every persistent key object of the daemon carries. */
@@ -70,6 +62,50 @@ export class KeyTemplates {
     ];
     if (this.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
     return t;
+  }
+
+  /**
+   * A token RSA private key that can only unwrap: sensitive, never extractable (the wrapping
+   * key of an import, verbs/wrap.ts; a peer receive key, peer-keys.ts).
+   */
+  unwrapOnlyRsaPrivate(id: Buffer, label: string): pkcs11js.Template {
+    const t: pkcs11js.Template = [
+      { type: pkcs11js.CKA_ID, value: id },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_SIGN, value: false },
+      { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ];
+    if (this.modifiableFalse) t.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+    return t;
+  }
+
+  /**
+   * An HMAC key (generic secret) that can only sign and verify, sensitive and non-extractable;
+   * `placement` (id, label, token or session) goes last, after which SoftHSM2 refuses further
+   * attributes of an unwrap template once CKA_MODIFIABLE=false is among them.
+   */
+  hmacKey(placement: pkcs11js.Template): pkcs11js.Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+      ...placement,
+    ];
   }
 
   /**

@@ -10,6 +10,7 @@ import { DataObjectVerbs, type TokenObjectInfo } from './verbs/data-objects.js';
 import { HmacVerbs } from './verbs/hmac.js';
 import { RandomVerbs } from './verbs/random.js';
 import { WrapVerbs, type OaepHash } from './verbs/wrap.js';
+import { ImportVerbs, type ImportedKind, type ImportWrapping } from './verbs/import.js';
 
 export {
   AuthenticationFailed, describeReason, TokenOpenError, type TokenOptions, type TokenState,
@@ -17,7 +18,8 @@ export {
 export type { TokenObjectInfo } from './verbs/data-objects.js';
 export type { AeadShape, Sealed } from './verbs/aead.js';
 export type { AeadScheme } from './profile.js';
-export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
+export { KeyMaterialRejected, NoTrustedKey, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
+export type { ImportedKind } from './verbs/import.js';
 
 /**
  * One PKCS#11 token as the rest of the daemon sees it: keys are object ids with verbs; raw
@@ -33,6 +35,7 @@ export class Token extends TokenCore {
   private readonly asymmetric = new AsymmetricVerbs(this);
   private readonly hmac = new HmacVerbs(this);
   private readonly wrap = new WrapVerbs(this);
+  private readonly imports = new ImportVerbs(this);
   private readonly rng = new RandomVerbs(this);
   private readonly objects = new DataObjectVerbs(this);
 
@@ -48,8 +51,8 @@ export class Token extends TokenCore {
   }
 
   // ── Symmetric keys and authenticated encryption (verbs/aead.ts) ──
-  generateAesKey(id: Buffer, label: string): Promise<void> {
-    return this.aead.generateAesKey(id, label);
+  generateAesKey(id: Buffer, label: string, wrappable = false): Promise<void> {
+    return this.aead.generateAesKey(id, label, wrappable);
   }
   /** The scheme and IV length seal() gives on this token (a ciphertext format records them). */
   get aeadShape(): AeadShape {
@@ -110,16 +113,33 @@ export class Token extends TokenCore {
   missingForImport(wrapping: { hash: OaepHash; aesKeyWrap: boolean }): Promise<string | undefined> {
     return this.wrap.missingForImport(wrapping);
   }
-  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
-    return this.wrap.generateRsaWrappingKeyPair(id, label, modulusBits);
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number, rawDecrypt = false): Promise<Buffer> {
+    return this.wrap.generateRsaWrappingKeyPair(id, label, modulusBits, rawDecrypt);
+  }
+  needsRawOaep(hash: OaepHash): Promise<boolean> {
+    return this.wrap.needsRawOaep(hash);
   }
   unwrapAesKey(
     wrappingKeyId: Buffer,
-    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    wrapping: ImportWrapping,
     blob: Buffer,
-    target?: { id: Buffer; label: string },
+    target?: { id: Buffer; label: string; wrappable?: boolean },
   ): Promise<Buffer> {
     return this.wrap.unwrapAesKey(wrappingKeyId, wrapping, blob, target);
+  }
+  /** Multi-Region key material out, wrapped under a trusted peer key only (issue 13). */
+  wrapWithTrusted(id: Buffer, trustedKeyId: Buffer, hash: OaepHash): Promise<{ wrapped: Buffer; check: Buffer }> {
+    return this.wrap.wrapWithTrusted(id, trustedKeyId, hash);
+  }
+
+  unwrapKeyMaterial(
+    wrappingKeyId: Buffer,
+    wrapping: ImportWrapping,
+    blob: Buffer,
+    kind: ImportedKind,
+    target?: { id: Buffer; label: string },
+  ): Promise<Buffer> {
+    return this.imports.unwrapKeyMaterial(wrappingKeyId, wrapping, blob, kind, target);
   }
 
   // ── Random (verbs/random.ts) ──

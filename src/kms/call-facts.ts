@@ -5,7 +5,7 @@ import type { KmsDeps, RequestContext } from './context.js';
 import { resolveKey } from './key-ref.js';
 
 const KEY_TYPE = 'AWS::KMS::Key';
-const ARN = /^arn:aws[a-z-]*:kms:[^:]*:\d{12}:key\/[0-9a-f-]{36}$/;
+const ARN = /^arn:aws[a-z-]*:kms:[^:]*:\d{12}:key\/(?:mrk-[0-9a-f]{32}|[0-9a-f-]{36})$/;
 
 /**
  * The keys one AWS API call involved, for its audit event: the core resolves key references and

@@ -6,7 +6,7 @@ import type { AeadShape } from '../hsm/token.js';
  *
  *   offset  size  field
  *   0       1     format version: 0x01, 0x02 or 0x03 (below)
- *   1       16    KMS key id (the UUID's 16 bytes)
+ *   1       16    KMS key id (the UUID's 16 bytes, or a Multi-Region key's 16 bytes: see keyIdToBytes)
  *   17      4     key-material version (u32)
  *   21      iv    the IV actually used (chosen by the daemon or by the token)
  *   21+iv   …     the sealed plaintext
@@ -50,19 +50,25 @@ export interface ParsedCiphertext {
   sealed: Buffer;
 }
 
-export function uuidToBytes(keyId: string): Buffer {
-  return Buffer.from(keyId.replace(/-/g, ''), 'hex');
+/**
+ * A key id in 16 bytes. Single-Region ids are random (version 4) UUIDs; Multi-Region ids are
+ * `mrk-` and 32 hex digits whose 7th byte has a high nibble of 0 (newMultiRegionKeyId), which
+ * no version-4 UUID has, so the bytes name exactly one id of either kind.
+ */
+export function keyIdToBytes(keyId: string): Buffer {
+  return Buffer.from(keyId.startsWith('mrk-') ? keyId.slice(4) : keyId.replace(/-/g, ''), 'hex');
 }
 
-export function bytesToUuid(b: Buffer): string {
+export function bytesToKeyId(b: Buffer): string {
   const h = b.toString('hex');
+  if (((b[6] as number) >> 4) === 0) return `mrk-${h}`;
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 export function encodeHeader(keyId: string, version: number, format = FORMAT_V1): Buffer {
   const header = Buffer.allocUnsafe(HEADER_BYTES);
   header[0] = format;
-  uuidToBytes(keyId).copy(header, 1);
+  keyIdToBytes(keyId).copy(header, 1);
   header.writeUInt32BE(version, 17);
   return header;
 }
@@ -78,7 +84,7 @@ export function parseCiphertext(blob: Buffer): ParsedCiphertext {
   }
   const ivEnd = HEADER_BYTES + format.shape.ivBytes;
   return {
-    keyId: bytesToUuid(blob.subarray(1, 17)),
+    keyId: bytesToKeyId(blob.subarray(1, 17)),
     version: blob.readUInt32BE(17),
     header: blob.subarray(0, HEADER_BYTES),
     shape: format.shape,

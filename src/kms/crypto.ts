@@ -11,17 +11,17 @@ import { requireUsable, resolveKey } from './key-ref.js';
 import { isRsa } from './key-specs.js';
 import { materialOf } from './material.js';
 import { tokenFor, withStoreState } from './token-for.js';
-import { decryptWithPrivateKey, encryptWithPublicKey, refuseRsaReEncrypt } from './public-key-encryption.js';
 import {
-  blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, str,
+  decryptWithPrivateKey, encryptWithPublicKey, rsaDecrypt, rsaEncrypt, rsaEncryptionKey,
+} from './public-key-encryption.js';
+import {
+  blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, list, NUMBER_OF_BYTES, oneOf, RECIPIENT, str,
 } from './validation.js';
 import { dryRunStop, noRecipient } from './request-flags.js';
 
 const ENCRYPTION_ALGORITHM = oneOf(['SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE']).optional();
 const DATA_KEY_SPEC = oneOf(['AES_256', 'AES_128']).optional();
 const DRY_RUN_MODIFIERS = list(oneOf(['IGNORE_CIPHERTEXT']), 0, 1).optional();
-/** Attestation-bound responses need a Nitro enclave document; present only so it can be refused clearly. */
-const RECIPIENT = z.object({ KeyEncryptionAlgorithm: str(1, 64).optional(), AttestationDocument: blob(1, 262144).optional() }).optional();
 
 type EncryptionContext = Record<string, string> | undefined;
 
@@ -172,22 +172,31 @@ export const ReEncrypt = operation(
     DryRunModifiers: DRY_RUN_MODIFIERS,
   }),
   async (deps, ctx, input) => {
-    refuseRsaReEncrypt(deps, ctx, [input.DestinationKeyId, input.SourceKeyId]);
     // Authorize the destination before touching the token for the source.
-    const destination = encryptingKey(deps, ctx, input.DestinationKeyId, 'ReEncryptTo', input.DestinationEncryptionAlgorithm);
-    const source = await open(
-      deps, ctx, input.CiphertextBlob, input.SourceEncryptionContext, input.SourceKeyId,
-      input.SourceEncryptionAlgorithm, 'ReEncryptFrom', input.DryRun,
-    );
+    const target = resolveKey(deps, ctx, input.DestinationKeyId);
+    const destination = isRsa(target)
+      ? rsaEncryptionKey(deps, ctx, target, 'ReEncryptTo', input.DestinationEncryptionAlgorithm, input.DestinationEncryptionContext)
+      : encryptingKey(deps, ctx, input.DestinationKeyId, 'ReEncryptTo', input.DestinationEncryptionAlgorithm);
+    const source = await openSource(deps, ctx, input);
     try {
+      if ('algorithm' in destination) {
+        return {
+          CiphertextBlob: await rsaEncrypt(deps, destination, source.plaintext),
+          SourceKeyId: source.key.arn,
+          KeyId: destination.key.arn,
+          SourceEncryptionAlgorithm: source.algorithm,
+          DestinationEncryptionAlgorithm: destination.algorithm.name,
+          SourceKeyMaterialId: source.materialId,
+        };
+      }
       const sealed = await seal(deps, destination, source.plaintext, input.DestinationEncryptionContext);
       return {
         CiphertextBlob: sealed.blob,
         SourceKeyId: source.key.arn,
         KeyId: destination.arn,
-        SourceEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
+        SourceEncryptionAlgorithm: source.algorithm,
         DestinationEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
-        SourceKeyMaterialId: source.material.materialId,
+        SourceKeyMaterialId: source.materialId,
         DestinationKeyMaterialId: sealed.material.materialId,
       };
     } finally {
@@ -195,6 +204,35 @@ export const ReEncrypt = operation(
     }
   },
 );
+
+interface ReEncryptSource {
+  CiphertextBlob: Buffer;
+  SourceKeyId?: string | undefined;
+  SourceEncryptionContext?: Record<string, string> | undefined;
+  SourceEncryptionAlgorithm?: string | undefined;
+  DryRun?: boolean | undefined;
+  DryRunModifiers?: string[] | undefined;
+}
+
+/**
+ * ReEncrypt's source: a symmetric blob names its key; an RSA ciphertext does not, so AWS needs
+ * SourceKeyId (and the algorithm) for it. Key material ids are AWS's for symmetric keys only.
+ */
+async function openSource(deps: KmsDeps, ctx: RequestContext, input: ReEncryptSource) {
+  const named = input.SourceKeyId === undefined ? undefined : resolveKey(deps, ctx, input.SourceKeyId);
+  if (named && isRsa(named)) {
+    const k = rsaEncryptionKey(deps, ctx, named, 'ReEncryptFrom', input.SourceEncryptionAlgorithm, input.SourceEncryptionContext);
+    if (input.DryRunModifiers?.includes('IGNORE_CIPHERTEXT')) dryRunStop(input.DryRun);
+    dryRunStop(input.DryRun);
+    const plaintext = await rsaDecrypt(deps, k, input.CiphertextBlob);
+    return { key: named, plaintext, algorithm: k.algorithm.name as string, materialId: undefined };
+  }
+  const opened = await open(
+    deps, ctx, input.CiphertextBlob, input.SourceEncryptionContext, input.SourceKeyId,
+    input.SourceEncryptionAlgorithm, 'ReEncryptFrom', input.DryRun,
+  );
+  return { key: opened.key, plaintext: opened.plaintext, algorithm: 'SYMMETRIC_DEFAULT', materialId: opened.material.materialId };
+}
 
 const DataKeyRequest = z.object({
   KeyId: KEY_ID,

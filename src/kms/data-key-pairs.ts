@@ -5,7 +5,7 @@ import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { encryptingKey, seal } from './crypto.js';
 import { specInfo } from './key-specs.js';
 import { dryRunStop, noRecipient } from './request-flags.js';
-import { blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, oneOf, str } from './validation.js';
+import { blob, DRY_RUN, ENCRYPTION_CONTEXT, GRANT_TOKENS, KEY_ID, oneOf, RECIPIENT, str } from './validation.js';
 
 /**
  * GenerateDataKeyPair(+WithoutPlaintext): a fresh key pair from the token (see
@@ -18,10 +18,6 @@ const KEY_PAIR_SPEC = oneOf([
   'RSA_2048', 'RSA_3072', 'RSA_4096', 'ECC_NIST_P256', 'ECC_NIST_P384', 'ECC_NIST_P521', 'ECC_SECG_P256K1', 'SM2',
   'ECC_NIST_EDWARDS25519',
 ]);
-const RECIPIENT = z
-  .object({ KeyEncryptionAlgorithm: str(1, 64).optional(), AttestationDocument: blob(1, 262144).optional() })
-  .optional();
-
 const Schema = z.object({
   EncryptionContext: ENCRYPTION_CONTEXT,
   KeyId: KEY_ID,

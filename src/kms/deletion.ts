@@ -7,6 +7,7 @@ import { resolveKey } from './key-ref.js';
 import { withKeyLock } from './key-locks.js';
 import { checkKeyState } from './key-states.js';
 import { LABEL_PREFIX } from './material.js';
+import { afterCopyDeleted, objectIdsOfOtherCopies, viewOf } from './multi-region.js';
 import { DAY_MS } from './rotation.js';
 import { int, KEY_ID } from './validation.js';
 
@@ -28,6 +29,17 @@ export const ScheduleKeyDeletion = operation(
     authorize(ctx, 'ScheduleKeyDeletion', key);
     checkKeyState(key, 'ScheduleKeyDeletion');
     const days = input.PendingWindowInDays ?? DEFAULT_PENDING_WINDOW_DAYS;
+    // AWS: a Multi-Region primary with replicas waits in PendingReplicaDeletion; its waiting
+    // period begins when the last replica is deleted (multi-region.ts, afterCopyDeleted).
+    const view = viewOf(deps, key.keyId);
+    if (view && view.primaryRegion === deps.region && view.replicaRegions.length > 0) {
+      deps.store.transaction(() => {
+        deps.store.updateKey(key.keyId, { state: 'PendingReplicaDeletion', deletionDate: undefined });
+        deps.store.multiRegion.put({ ...view, pendingWindowDays: days });
+      });
+      deps.log.info({ keyId: key.keyId, replicas: view.replicaRegions }, 'primary key deletion scheduled; waiting for its replicas');
+      return { KeyId: key.arn, KeyState: 'PendingReplicaDeletion', PendingWindowInDays: days };
+    }
     const deletionDate = deps.clock.now().getTime() + days * DAY_MS;
     deps.store.updateKey(key.keyId, { state: 'PendingDeletion', deletionDate });
     deps.log.info({ keyId: key.keyId, deletionDate: new Date(deletionDate).toISOString() }, 'key deletion scheduled');
@@ -42,7 +54,11 @@ export const CancelKeyDeletion = operation(z.object({ KeyId: KEY_ID }), (deps, c
   // AWS: a cancelled key is Disabled. A key whose imported material is missing cannot be, so
   // it returns to PendingImport.
   const state = key.origin === 'EXTERNAL' && !importedMaterialComplete(deps, key.keyId) ? 'PendingImport' : 'Disabled';
-  deps.store.updateKey(key.keyId, { state, deletionDate: undefined });
+  deps.store.transaction(() => {
+    deps.store.updateKey(key.keyId, { state, deletionDate: undefined });
+    const view = viewOf(deps, key.keyId);
+    if (view?.pendingWindowDays !== undefined) deps.store.multiRegion.put({ ...view, pendingWindowDays: undefined });
+  });
   deps.log.info({ keyId: key.keyId, state }, 'key deletion cancelled');
   return { KeyId: key.arn };
 });
@@ -64,19 +80,24 @@ export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolea
     let destroyed = 0;
     if (token) {
       // Every object of the key: the rows name them; the label scan also finds any the rows lost.
+      // A Multi-Region copy in another region sharing the token still names the shared objects
+      // (and has import objects under the same labels): then only this copy's own rows count.
       const ids = new Map<string, Buffer>();
+      const otherCopies = objectIdsOfOtherCopies(deps, keyId);
+      const shared = otherCopies.size > 0 || (deps.regions?.sharingToken(deps) ?? []).some((d) => d.store.getKey(keyId));
       for (const m of store.listMaterials(keyId)) ids.set(m.objectId.toString('hex'), m.objectId);
       for (const t of store.lifecycle.listImportTokens(keyId)) ids.set(t.tokenId.toString('hex'), t.tokenId);
-      for (const prefix of [`${LABEL_PREFIX}${keyId}:`, `${IMPORT_LABEL_PREFIX}${keyId}`]) {
+      for (const prefix of shared ? [] : [`${LABEL_PREFIX}${keyId}:`, `${IMPORT_LABEL_PREFIX}${keyId}`]) {
         for (const o of await token.listObjects(prefix)) ids.set(o.id.toString('hex'), o.id);
       }
-      for (const id of ids.values()) destroyed += await token.destroy(id);
+      for (const [hex, id] of ids) if (!otherCopies.has(hex)) destroyed += await token.destroy(id);
     } else {
       deps.log.warn(
         { keyId, customKeyStoreId: key.customKeyStoreId },
         'key in a disconnected custom key store deleted; its key material stays in the token until the store connects',
       );
     }
+    const view = viewOf(deps, keyId);
     store.transaction(() => {
       // Aliases, tags, grants, versions, rotation settings, material history and import tokens
       // reference keys(key_id) ON DELETE CASCADE, so deleting the key row removes them all.
@@ -86,6 +107,7 @@ export async function deleteKeyNow(deps: KmsDeps, keyId: string): Promise<boolea
         deletedAt: now, objectsDestroyed: destroyed,
       });
     });
+    await afterCopyDeleted(deps, key, view);
     deps.log.info(
       { event: 'KeyDeleted', keyId, arn: key.arn, objectsDestroyed: destroyed, scheduledFor: new Date(key.deletionDate as number).toISOString() },
       'key deleted: token objects destroyed, aliases and metadata removed',

@@ -3,11 +3,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { authorize } from '../authz/authorize.js';
 import { Errors } from '../errors.js';
-import { KeyMaterialRejected, UnwrapFailed, type OaepHash } from '../hsm/token.js';
+import { KeyMaterialRejected, UnwrapFailed, type ImportedKind, type OaepHash } from '../hsm/token.js';
 import type { ExpirationModel, ImportTokenRecord, MaterialInfo } from '../store/lifecycle.js';
 import type { KeyRecord, KeyState, Tag } from '../store/types.js';
-import { bytesToUuid, uuidToBytes } from './ciphertext.js';
+import { bytesToKeyId, keyIdToBytes } from './ciphertext.js';
+import { objectIdsOfOtherCopies, sameMaterialElsewhere } from './multi-region.js';
 import { operation, type KmsDeps } from './context.js';
+import { checkWrappingFor, importedKindOf, wrongMaterial } from './import-kinds.js';
 import { resolveKey } from './key-ref.js';
 import { withKeyLock } from './key-locks.js';
 import { checkKeyState } from './key-states.js';
@@ -110,7 +112,7 @@ const IMPORT_TOKEN_BYTES = 41;
 function encodeImportToken(keyId: string, tokenId: Buffer, expiresAt: number): Buffer {
   const t = Buffer.alloc(IMPORT_TOKEN_BYTES);
   t[0] = IMPORT_TOKEN_V1;
-  uuidToBytes(keyId).copy(t, 1);
+  keyIdToBytes(keyId).copy(t, 1);
   tokenId.copy(t, 17);
   t.writeBigUInt64BE(BigInt(expiresAt), 33);
   return t;
@@ -121,7 +123,7 @@ function resolveImportToken(deps: KmsDeps, key: KeyRecord, token: Buffer, now: n
   const expired = () =>
     Errors.expiredImportToken('The import token has expired. Use GetParametersForImport to get a new public key and import token.');
   if (token.length !== IMPORT_TOKEN_BYTES || token[0] !== IMPORT_TOKEN_V1) throw invalid();
-  if (bytesToUuid(token.subarray(1, 17)) !== key.keyId) throw invalid();
+  if (bytesToKeyId(token.subarray(1, 17)) !== key.keyId) throw invalid();
   const record = deps.store.lifecycle.getImportToken(token.subarray(17, 33));
   if (record && record.keyId !== key.keyId) throw invalid();
   const expiresAt = record?.expiresAt ?? Number(token.readBigUInt64BE(33));
@@ -143,6 +145,7 @@ export const GetParametersForImport = operation(
     if (input.WrappingAlgorithm === 'SM2PKE' || input.WrappingKeySpec === 'SM2') {
       throw Errors.unsupported('SM2 wrapping keys are only available in the AWS China Regions and not in this key store.');
     }
+    checkWrappingFor(key, input.WrappingAlgorithm);
     const wrapping = WRAPPINGS[input.WrappingAlgorithm] as Wrapping;
     const bits = MODULUS_BITS[input.WrappingKeySpec] as number;
     await requireWrappingSupport(deps, input.WrappingAlgorithm, wrapping);
@@ -166,7 +169,8 @@ export const GetParametersForImport = operation(
         createdAt: now, expiresAt,
       });
       try {
-        return await tokenFor(deps, key).generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits);
+        const rawDecrypt = await tokenFor(deps, key).needsRawOaep(wrapping.hash);
+        return await tokenFor(deps, key).generateRsaWrappingKeyPair(tokenId, `${IMPORT_LABEL_PREFIX}${key.keyId}`, bits, rawDecrypt);
       } catch (e) {
         deps.store.lifecycle.deleteImportToken(tokenId);
         throw e;
@@ -223,16 +227,27 @@ export const ImportKeyMaterial = operation(
     const record = resolveImportToken(deps, key, input.ImportToken, now);
     const wrapping = WRAPPINGS[record.wrappingAlgorithm] as Wrapping;
     const modulusBytes = (MODULUS_BITS[record.wrappingKeySpec] as number) / 8;
-    checkWrappedLength(input.EncryptedKeyMaterial.length, modulusBytes, wrapping);
-    const how = { ...wrapping, modulusBytes };
+    const kind = importedKindOf(key);
+    checkWrappedLength(key, kind, input.EncryptedKeyMaterial.length, modulusBytes, wrapping);
+    const how = { ...wrapping, modulusBytes, rawOaep: await tokenFor(deps, key).needsRawOaep(wrapping.hash) };
+    // Only symmetric keys rotate into new imported material (AWS: on-demand rotation of imported keys).
+    if (kind !== 'aes' && input.ImportType === 'NEW_KEY_MATERIAL' && deps.store.lifecycle.listMaterialInfo(key.keyId).some((i) => i.imported)) {
+      throw Errors.unsupported(`${key.arn} key spec ${key.keySpec} cannot take new key material: only symmetric keys rotate.`);
+    }
+    const unwrapInto = (target?: { id: Buffer; label: string }) =>
+      unwrapMapped(key, () =>
+        kind === 'aes'
+          ? tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial, target)
+          : tokenFor(deps, key).unwrapKeyMaterial(record.tokenId, how, input.EncryptedKeyMaterial, kind, target),
+      );
 
     return withKeyLock(deps.store, key.keyId, async () => {
       const current = deps.store.getKey(key.keyId);
       if (!current) throw Errors.notFound(`Key '${key.arn}' does not exist`);
       checkKeyState(current, 'ImportKeyMaterial');
       // First unwrap into a session object, only to learn which material this is.
-      const check = await unwrapMapped(() => tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial));
-      const materialId = createHash('sha256').update(uuidToBytes(key.keyId)).update(check).digest('hex');
+      const check = await unwrapInto();
+      const materialId = createHash('sha256').update(keyIdToBytes(key.keyId)).update(check).digest('hex');
       const imported = deps.store.lifecycle.listMaterialInfo(key.keyId).filter((i) => i.imported);
       const known = imported.find((i) => i.materialId === materialId);
       const importType = input.ImportType ?? (imported.length === 0 ? 'NEW_KEY_MATERIAL' : 'EXISTING_KEY_MATERIAL');
@@ -250,6 +265,7 @@ export const ImportKeyMaterial = operation(
         pendingRotation = known.pendingRotation;
       } else {
         if (known) throw Errors.incorrectKeyMaterial(`This key material is already associated with ${key.arn}; KMS expected new key material.`);
+        if (kind !== 'aes' && imported.length > 0) throw Errors.incorrectKeyMaterial(`The key material is not the key material previously imported into ${key.arn}.`);
         if (imported.some((i) => i.pendingRotation)) {
           throw Errors.invalidState(
             `${key.arn} already has key material pending rotation. Rotate it (RotateKeyOnDemand) or delete it first.`,
@@ -266,15 +282,15 @@ export const ImportKeyMaterial = operation(
       };
       const { store } = deps;
       const present = store.getMaterial(key.keyId, version)?.state === 'active';
-      if (!present) {
+      // A Multi-Region copy in a region sharing the token imported this very material already
+      // (the check value matched its material id): name the same token object.
+      const shared = present ? undefined : sameMaterialElsewhere(deps, key.keyId, version, materialId);
+      if (shared) store.addPendingMaterial({ ...shared });
+      else if (!present) {
         const objectId = objectIdFor(key.keyId, version);
         store.addPendingMaterial({ keyId: key.keyId, version, materialId, objectId, state: 'pending', createdAt: now });
         try {
-          const again = await unwrapMapped(() =>
-            tokenFor(deps, key).unwrapAesKey(record.tokenId, how, input.EncryptedKeyMaterial, {
-              id: objectId, label: `${LABEL_PREFIX}${key.keyId}:v${version}`,
-            }),
-          );
+          const again = await unwrapInto({ id: objectId, label: `${LABEL_PREFIX}${key.keyId}:v${version}` });
           if (!again.equals(check)) {
             await tokenFor(deps, key).destroy(objectId);
             throw Errors.internal('The key store unwrapped different key material from the same request.');
@@ -285,7 +301,7 @@ export const ImportKeyMaterial = operation(
         }
       }
       store.transaction(() => {
-        if (!present) store.activateMaterial(key.keyId, version);
+        if (!present && !shared) store.activateMaterial(key.keyId, version);
         store.lifecycle.putMaterialInfo(info);
         const latest = store.getKey(key.keyId) as KeyRecord;
         if (latest.state === 'PendingImport' && importedMaterialComplete(deps, key.keyId)) {
@@ -298,8 +314,8 @@ export const ImportKeyMaterial = operation(
   },
 );
 
-/** Lengths a wrapped AES-256 key can have; anything else fails before the token is asked. */
-function checkWrappedLength(length: number, modulusBytes: number, wrapping: Wrapping): void {
+/** Lengths the wrapped material can have for this key; anything else fails before the token is asked. */
+function checkWrappedLength(key: KeyRecord, kind: ImportedKind | 'aes', length: number, modulusBytes: number, wrapping: Wrapping): void {
   if (!wrapping.aesKeyWrap) {
     if (length !== modulusBytes) {
       throw Errors.invalidCiphertext(`The encrypted key material must be ${modulusBytes} bytes for this wrapping key.`);
@@ -308,12 +324,12 @@ function checkWrappedLength(length: number, modulusBytes: number, wrapping: Wrap
   }
   const kwp = length - modulusBytes;
   if (kwp < 16 || kwp % 8 !== 0) throw Errors.invalidCiphertext('The encrypted key material is not an RSA_AES_KEY_WRAP ciphertext for this wrapping key.');
-  if (kwp !== AES_256_KWP_BYTES) {
-    throw Errors.incorrectKeyMaterial('The key material for a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).');
-  }
+  // RFC 5649: the material padded to 8 bytes, plus the 8-byte integrity block.
+  const fits = kind === 'aes' ? kwp === AES_256_KWP_BYTES : kind.type === 'hmac' ? kwp - 8 >= kind.minBytes - 7 && kwp - 8 <= kind.maxBytes : true;
+  if (!fits) throw wrongMaterial(key);
 }
 
-async function unwrapMapped(fn: () => Promise<Buffer>): Promise<Buffer> {
+async function unwrapMapped(key: KeyRecord, fn: () => Promise<Buffer>): Promise<Buffer> {
   try {
     return await fn();
   } catch (e) {
@@ -322,9 +338,7 @@ async function unwrapMapped(fn: () => Promise<Buffer>): Promise<Buffer> {
         'The encrypted key material could not be unwrapped. Wrap it with the public key and the wrapping algorithm of this import token.',
       );
     }
-    if (e instanceof KeyMaterialRejected) {
-      throw Errors.incorrectKeyMaterial('The key material for a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).');
-    }
+    if (e instanceof KeyMaterialRejected) throw wrongMaterial(key);
     throw e;
   }
 }
@@ -372,7 +386,8 @@ async function removeImportedMaterial(deps: KmsDeps, key: KeyRecord, info: Mater
       if (latest.state !== next) store.updateKey(key.keyId, { state: next });
     }
   });
-  if (row) await tokenFor(deps, key).destroy(row.objectId);
+  // A Multi-Region copy in another region sharing the token may still name the object.
+  if (row && !objectIdsOfOtherCopies(deps, key.keyId).has(row.objectId.toString('hex'))) await tokenFor(deps, key).destroy(row.objectId);
   deps.log.info({ keyId: key.keyId, version: info.version, reason }, 'imported key material removed from the token');
 }
 
@@ -431,6 +446,8 @@ export async function runExpiredImportTokens(deps: KmsDeps, now: number, limit: 
  */
 export async function reconcileImportKeys(deps: KmsDeps): Promise<{ orphansDestroyed: number; rowsRemoved: number }> {
   const known = deps.store.lifecycle.allImportTokenIds();
+  // Regions sharing the token (issue 13) have wrapping keys of their own there.
+  for (const other of deps.regions?.sharingToken(deps) ?? []) for (const id of other.store.lifecycle.allImportTokenIds()) known.add(id);
   const present = new Set<string>();
   let orphansDestroyed = 0;
   let rowsRemoved = 0;

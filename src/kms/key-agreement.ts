@@ -6,7 +6,7 @@ import { operation } from './context.js';
 import { kindOf, requireAlgorithm, specInfo } from './key-specs.js';
 import { keyFor } from './key-use.js';
 import { dryRunStop, noRecipient } from './request-flags.js';
-import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf, str } from './validation.js';
+import { blob, DRY_RUN, GRANT_TOKENS, KEY_ID, oneOf, RECIPIENT, str } from './validation.js';
 import { tokenFor } from './token-for.js';
 
 /**
@@ -14,10 +14,6 @@ import { tokenFor } from './token-for.js';
  * half in the token and a peer's public key (DER SubjectPublicKeyInfo on the same curve).
  * The raw shared secret (the x coordinate) is returned, as AWS returns it.
  */
-
-const RECIPIENT = z
-  .object({ KeyEncryptionAlgorithm: str(1, 64).optional(), AttestationDocument: blob(1, 262144).optional() })
-  .optional();
 
 /** The peer's uncompressed point, after node:crypto has parsed the SPKI and checked the point is on the curve. */
 function peerPoint(spki: Buffer, curve: Curve): Buffer {

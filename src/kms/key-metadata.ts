@@ -2,6 +2,7 @@ import type { KeyRecord } from '../store/types.js';
 import type { KmsDeps } from './context.js';
 import { importedKeyMetadata } from './import.js';
 import { keyAlgorithms } from './key-specs.js';
+import { multiRegionMetadata } from './multi-region.js';
 import { withStoreState } from './token-for.js';
 
 /** The KeyMetadata structure AWS returns from CreateKey and DescribeKey. */
@@ -24,7 +25,7 @@ export function keyMetadata(deps: KmsDeps, stored: KeyRecord) {
     CustomerMasterKeySpec: key.keySpec,
     KeySpec: key.keySpec,
     ...keyAlgorithms(deps, key),
-    MultiRegion: false,
+    ...multiRegionMetadata(deps, key),
     // Keys in an AWS CloudHSM key store (issue #6): the store, and the HSM (cluster) it is connected to.
     CustomKeyStoreId: key.customKeyStoreId,
     CloudHsmClusterId: store?.hsmName,

@@ -29,8 +29,12 @@ const notPendingDeletion: Refusal = (k) => Errors.invalidState(`${k.arn} is not 
 const pendingImport: Refusal = (k) => Errors.invalidState(`${k.arn} is pending import.`);
 const unavailable: Refusal = (k) => Errors.invalidState(`${k.arn} is unavailable.`);
 
-/** One row of the table: the rule for each state a customer key can be in. */
-type Row = Record<Exclude<KeyState, 'Creating'>, Rule>;
+/**
+ * One row of the table: the rule for each state a customer key can be in. The two states of
+ * Multi-Region keys borrow a column (see checkKeyState): PendingReplicaDeletion is refused
+ * where PendingDeletion is; Updating is used like Enabled, except for UPDATING_REFUSED.
+ */
+type Row = Record<Exclude<KeyState, 'Creating' | 'PendingReplicaDeletion' | 'Updating'>, Rule>;
 
 const row = (Enabled: Rule, Disabled: Rule, PendingImport: Rule, PendingDeletion: Rule, Unavailable: Rule): Row => ({
   Enabled, Disabled, PendingImport, PendingDeletion, Unavailable,
@@ -70,6 +74,7 @@ const TABLE = {
   RotateKeyOnDemand: row('ok', disabled, pendingImport, pendingDeletion, unavailable),
   GetKeyRotationStatus: ANY,
   ListKeyRotations: ANY,
+  GetKeyLastUsage: ANY,
   // Imported key material.
   GetParametersForImport: MANAGE,
   ImportKeyMaterial: MANAGE,
@@ -88,13 +93,28 @@ const TABLE = {
   RetireGrant: ANY,
   RevokeGrant: ANY,
   DeleteAlias: ANY,
+  // Multi-Region keys: ReplicateKey and UpdatePrimaryRegion act on the primary.
+  ReplicateKey: row('ok', disabled, 'ok', pendingDeletion, unavailable),
+  UpdatePrimaryRegion: row('ok', disabled, pendingImport, pendingDeletion, unavailable),
 } as const satisfies Record<string, Row>;
 
 export type KeyStateAction = keyof typeof TABLE;
 
+/** AWS: while Updating, "you cannot replicate the new primary key or perform certain management operations, such as enabling or disabling these keys". */
+const UPDATING_REFUSED = new Set<KeyStateAction>(['EnableKey', 'DisableKey', 'ReplicateKey', 'UpdatePrimaryRegion', 'ScheduleKeyDeletion']);
+
 /** Throws AWS's error when `action` is not allowed on `key` in its current state. */
 export function checkKeyState(key: KeyRecord, action: KeyStateAction): void {
   if (key.state === 'Creating') throw Errors.invalidState(`${key.arn} is being created.`);
+  if (key.state === 'Updating') {
+    if (UPDATING_REFUSED.has(action)) throw Errors.invalidState(`${key.arn} is updating its primary Region.`);
+    return checkKeyState({ ...key, state: 'Enabled' }, action);
+  }
+  if (key.state === 'PendingReplicaDeletion') {
+    const rule = TABLE[action].PendingDeletion;
+    if (rule !== 'ok') throw Errors.invalidState(`${key.arn} is pending replica deletion.`);
+    return;
+  }
   const rule = TABLE[action][key.state];
   if (rule !== 'ok') throw rule(key);
 }

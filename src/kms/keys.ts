@@ -6,13 +6,17 @@ import type { KeyRecord } from '../store/types.js';
 import { keyArn } from './arn.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
 import { createExternalKey } from './import.js';
+import { checkImportableSpec } from './import-kinds.js';
 import { keyMetadata } from './key-metadata.js';
 import { storeForNewKey } from './key-stores.js';
 import { checkKeyState, type KeyStateAction } from './key-states.js';
 import { resolveKey } from './key-ref.js';
 import { checkKeySpec } from './key-specs.js';
 import { materialize, newMaterial } from './material.js';
-import { checkLockout, validateKeyPolicy } from './policies.js';
+import { newMultiRegionKeyId } from './multi-region.js';
+import { checkLockout, defaultKeyPolicy, validateKeyPolicy } from './policies.js';
+
+export { defaultKeyPolicy } from './policies.js';
 import { checkTags } from './tags.js';
 import { bool, DESCRIPTION, GRANT_TOKENS, KEY_ID, LIMIT, list, MARKER, oneOf, str, TAG } from './validation.js';
 
@@ -24,26 +28,6 @@ const KEY_SPECS = [
 const KEY_USAGES = ['SIGN_VERIFY', 'ENCRYPT_DECRYPT', 'GENERATE_VERIFY_MAC', 'KEY_AGREEMENT'] as const;
 const ORIGINS = ['AWS_KMS', 'EXTERNAL', 'AWS_CLOUDHSM', 'EXTERNAL_KEY_STORE'] as const;
 
-/** AWS's default key policy: the account root gets kms:*, which delegates to identity policies. */
-export function defaultKeyPolicy(accountId: string): string {
-  return JSON.stringify(
-    {
-      Version: '2012-10-17',
-      Id: 'key-default-1',
-      Statement: [
-        {
-          Sid: 'Enable IAM User Permissions',
-          Effect: 'Allow',
-          Principal: { AWS: `arn:aws:iam::${accountId}:root` },
-          Action: 'kms:*',
-          Resource: '*',
-        },
-      ],
-    },
-    null,
-    2,
-  );
-}
 
 const CreateKeySchema = z.object({
   Policy: str(1, 131072, /^[\u0009\u000A\u000D\u0020-\u00FF]+$/).optional(),
@@ -85,10 +69,9 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
       );
     }
   }
-  if (origin === 'EXTERNAL' && keySpec !== 'SYMMETRIC_DEFAULT') {
-    throw Errors.unsupported(`Importing key material for KeySpec ${keySpec} is not supported by this key store.`);
-  }
-  if (input.MultiRegion) throw Errors.unsupported('Multi-Region keys are not supported by this key store.');
+  if (origin === 'EXTERNAL') checkImportableSpec(keySpec, keyUsage);
+  // AWS: "you cannot create a multi-Region key in a custom key store".
+  if (input.MultiRegion && inKeyStore) throw Errors.unsupported('You cannot create a multi-Region key in a custom key store.');
   const tags = input.Tags ?? [];
   checkTags(tags, 0);
   const policy = input.Policy === undefined ? undefined : validateKeyPolicy(input.Policy);
@@ -96,7 +79,11 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   // Not found → CustomKeyStoreNotFoundException; not CONNECTED → CustomKeyStoreInvalidStateException.
   const customKeyStoreId = input.CustomKeyStoreId === undefined ? undefined : storeForNewKey(deps, ctx, input.CustomKeyStoreId).id;
 
-  const keyId = randomUUID();
+  const keyId = input.MultiRegion ? newMultiRegionKeyId() : randomUUID();
+  // Symmetric Multi-Region material is created wrappable by a trusted peer key (src/hsm/peer-keys.ts).
+  const view = input.MultiRegion
+    ? { keyId, primaryRegion: deps.region, replicaRegions: [], wrappable: keySpec === 'SYMMETRIC_DEFAULT' && origin === 'AWS_KMS' }
+    : undefined;
   const now = deps.clock.now().getTime();
   const accountId = ctx.principal.accountId;
   const key: KeyRecord = {
@@ -117,9 +104,19 @@ export const CreateKey = operation(CreateKeySchema, async (deps, ctx, input) => 
   };
   if (policy) checkLockout(ctx, key, policy, input.BypassPolicyLockoutSafetyCheck);
   // Origin EXTERNAL: no material yet; the key waits in PendingImport for ImportKeyMaterial.
-  if (origin === 'EXTERNAL') return { KeyMetadata: keyMetadata(deps, createExternalKey(deps, key, tags)) };
+  if (origin === 'EXTERNAL') {
+    const created = deps.store.transaction(() => {
+      const k = createExternalKey(deps, key, tags);
+      if (view) deps.store.multiRegion.put(view);
+      return k;
+    });
+    return { KeyMetadata: keyMetadata(deps, created) };
+  }
   const material = newMaterial(keyId, 1, now);
-  deps.store.createKeyPending(key, material, tags);
+  deps.store.transaction(() => {
+    deps.store.createKeyPending(key, material, tags);
+    if (view) deps.store.multiRegion.put(view);
+  });
   try {
     await materialize(deps, key, material, 'Enabled');
   } catch (e) {

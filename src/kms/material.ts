@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
-import { uuidToBytes } from './ciphertext.js';
+import { keyIdToBytes } from './ciphertext.js';
 import type { KmsDeps } from './context.js';
 import { generateAsymmetricMaterial } from './key-specs.js';
 import { tokenFor } from './token-for.js';
@@ -11,7 +11,7 @@ export const LABEL_PREFIX = 'p11kms:';
 /** CKA_ID of a key-material version: the key id's 16 bytes and the u32 version. */
 export function objectIdFor(keyId: string, version: number): Buffer {
   const id = Buffer.allocUnsafe(20);
-  uuidToBytes(keyId).copy(id, 0);
+  keyIdToBytes(keyId).copy(id, 0);
   id.writeUInt32BE(version, 16);
   return id;
 }
@@ -35,7 +35,7 @@ export function newMaterial(keyId: string, version: number, now: number): KeyMat
 export async function materialize(deps: KmsDeps, key: KeyRecord, m: KeyMaterialRecord, keyState?: KeyRecord['state']) {
   try {
     const label = `${LABEL_PREFIX}${key.keyId}:v${m.version}`;
-    if (key.keySpec === 'SYMMETRIC_DEFAULT') await tokenFor(deps, key).generateAesKey(m.objectId, label);
+    if (key.keySpec === 'SYMMETRIC_DEFAULT') await tokenFor(deps, key).generateAesKey(m.objectId, label, materialWrappable(deps, key));
     else await generateAsymmetricMaterial(deps, key, m.objectId, label);
   } catch (e) {
     deps.store.deleteMaterial(m.keyId, m.version);
@@ -43,6 +43,9 @@ export async function materialize(deps: KmsDeps, key: KeyRecord, m: KeyMaterialR
   }
   deps.store.activateMaterial(m.keyId, m.version, keyState);
 }
+
+/** Whether the key's material is made wrappable by a trusted peer key (Multi-Region keys, multi-region.ts). */
+export const materialWrappable = (deps: KmsDeps, key: KeyRecord): boolean => deps.store.multiRegion.get(key.keyId)?.wrappable === true;
 
 /** The active material of a version, or KeyUnavailable when the row is missing. */
 export function materialOf(deps: KmsDeps, key: KeyRecord, version: number): KeyMaterialRecord | undefined {

@@ -11,7 +11,10 @@ import {
 } from './key-stores.js';
 import { CreateKey, DescribeKey, DisableKey, EnableKey, ListKeys, UpdateKeyDescription } from './keys.js';
 import { GenerateMac, VerifyMac } from './mac.js';
+import { GetKeyLastUsage } from './key-usage.js';
 import { GetPublicKey } from './public-key.js';
+import { PeerCopyDeleted, PeerSetView, PeerSyncReplica } from './peer-replication.js';
+import { ReplicateKey, UpdatePrimaryRegion } from './replication.js';
 import { Sign, Verify } from './sign.js';
 import { CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant } from './grants.js';
 import { GetKeyPolicy, ListKeyPolicies, PutKeyPolicy } from './policies.js';
@@ -37,4 +40,8 @@ export const operations: Readonly<Record<string, Operation>> = {
   CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
   CreateCustomKeyStore, DescribeCustomKeyStores, ConnectCustomKeyStore, DisconnectCustomKeyStore, UpdateCustomKeyStore,
   DeleteCustomKeyStore,
+  GetKeyLastUsage,
+  ReplicateKey, UpdatePrimaryRegion,
+  // The peer protocol between sites (issue 13): answered only for peers' principals.
+  PeerSyncReplica, PeerCopyDeleted, PeerSetView,
 } as Record<string, Operation>;

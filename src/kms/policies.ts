@@ -8,6 +8,27 @@ import { resolveKey } from './key-ref.js';
 import { bool, KEY_ID, LIMIT, MARKER, str } from './validation.js';
 
 /** The only key policy name AWS KMS knows. */
+/** AWS's default key policy: the account root gets kms:*, which delegates to identity policies. */
+export function defaultKeyPolicy(accountId: string): string {
+  return JSON.stringify(
+    {
+      Version: '2012-10-17',
+      Id: 'key-default-1',
+      Statement: [
+        {
+          Sid: 'Enable IAM User Permissions',
+          Effect: 'Allow',
+          Principal: { AWS: `arn:aws:iam::${accountId}:root` },
+          Action: 'kms:*',
+          Resource: '*',
+        },
+      ],
+    },
+    null,
+    2,
+  );
+}
+
 export const DEFAULT_POLICY_NAME = 'default';
 const POLICY = str(1, 131072, /^[\u0009\u000A\u000D\u0020-\u00FF]+$/);
 const POLICY_NAME = str(1, 128, /^[\w]+$/);

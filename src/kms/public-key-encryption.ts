@@ -2,9 +2,8 @@ import { constants, createPublicKey, publicEncrypt } from 'node:crypto';
 import { Errors } from '../errors.js';
 import { HASH_BYTES } from '../hsm/asymmetric.js';
 import { AuthenticationFailed } from '../hsm/token.js';
-import type { KeyRecord } from '../store/types.js';
+import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
 import type { KmsDeps, RequestContext } from './context.js';
-import { resolveKey } from './key-ref.js';
 import { ENCRYPTION_ALGORITHMS, isRsa, kindOf, requireAlgorithm, specInfo, type EncryptionAlgorithm } from './key-specs.js';
 import { checkedKey } from './key-use.js';
 import { dryRunStop } from './request-flags.js';
@@ -13,7 +12,8 @@ import { tokenFor } from './token-for.js';
 /**
  * Encrypt and Decrypt with RSA ENCRYPT_DECRYPT keys (RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256).
  * The ciphertext is the bare RSA ciphertext, exactly as AWS returns it, so anyone holding the
- * public key (GetPublicKey) can produce one; Decrypt therefore needs KeyId.
+ * public key (GetPublicKey) can produce one; Decrypt (and ReEncrypt from such a key) therefore
+ * needs the key named.
  */
 
 interface EncryptInput {
@@ -50,38 +50,54 @@ function noContext(ec: Record<string, string> | undefined): void {
   }
 }
 
-export async function encryptWithPublicKey(deps: KmsDeps, ctx: RequestContext, key: KeyRecord, input: EncryptInput) {
-  const { material } = checkedKey(deps, ctx, key, 'Encrypt', 'ENCRYPT_DECRYPT');
-  const algorithm = oaepHash(key, input.EncryptionAlgorithm);
-  noContext(input.EncryptionContext);
-  // RFC 8017 §7.1.1: at most k - 2·hLen - 2 bytes (RSA_2048: 214 with SHA-1, 190 with SHA-256).
-  const max = modulusBytes(key) - 2 * HASH_BYTES[algorithm.hash] - 2;
-  if (input.Plaintext.length > max) {
-    throw Errors.validation(`Plaintext is too long: ${algorithm.name} with ${key.keySpec} encrypts at most ${max} bytes.`);
-  }
-  dryRunStop(input.DryRun);
-  // A public-key operation: done here with the public half the token holds (SoftHSM2's
-  // CKM_RSA_PKCS_OAEP takes SHA-1 only), byte-for-byte what any RSA-OAEP implementation produces.
-  const spki = await tokenFor(deps, key).publicKeyInfo(material.objectId, kindOf(key));
-  const ciphertext = publicEncrypt(
-    { key: createPublicKey({ key: spki, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: algorithm.hash },
-    input.Plaintext,
-  );
-  return { CiphertextBlob: ciphertext, KeyId: key.arn, EncryptionAlgorithm: algorithm.name };
+/** An RSA encryption key checked for one call: authorized, usable, its algorithm and current material. */
+export interface RsaEncryptionKey {
+  key: KeyRecord;
+  material: KeyMaterialRecord;
+  algorithm: { name: EncryptionAlgorithm; hash: 'sha1' | 'sha256' };
 }
 
-export async function decryptWithPrivateKey(deps: KmsDeps, ctx: RequestContext, key: KeyRecord, input: DecryptInput) {
-  const { material } = checkedKey(deps, ctx, key, 'Decrypt', 'ENCRYPT_DECRYPT');
-  const algorithm = oaepHash(key, input.EncryptionAlgorithm);
-  noContext(input.EncryptionContext);
-  if (input.DryRunModifiers?.includes('IGNORE_CIPHERTEXT')) dryRunStop(input.DryRun);
-  if (input.CiphertextBlob.length !== modulusBytes(key)) {
-    throw Errors.invalidCiphertext(`The ciphertext is not a ${key.keySpec} ciphertext.`);
+/**
+ * The checks of an RSA encryption call, in AWS's order: authorize, usage, state, algorithm, no
+ * encryption context. `action` is Encrypt, Decrypt, ReEncryptFrom or ReEncryptTo.
+ */
+export function rsaEncryptionKey(
+  deps: KmsDeps, ctx: RequestContext, key: KeyRecord, action: string, algorithm: string | undefined, ec: Record<string, string> | undefined,
+): RsaEncryptionKey {
+  const { material } = checkedKey(deps, ctx, key, action, 'ENCRYPT_DECRYPT');
+  const checked = { key, material, algorithm: oaepHash(key, algorithm) };
+  noContext(ec);
+  return checked;
+}
+
+/** RFC 8017 §7.1.1: at most k - 2·hLen - 2 bytes (RSA_2048: 214 with SHA-1, 190 with SHA-256). */
+export function checkPlaintextFits(k: RsaEncryptionKey, plaintext: Buffer): void {
+  const max = modulusBytes(k.key) - 2 * HASH_BYTES[k.algorithm.hash] - 2;
+  if (plaintext.length > max) {
+    throw Errors.validation(`Plaintext is too long: ${k.algorithm.name} with ${k.key.keySpec} encrypts at most ${max} bytes.`);
   }
-  dryRunStop(input.DryRun);
+}
+
+/**
+ * A public-key operation: done here with the public half the token holds (SoftHSM2's
+ * CKM_RSA_PKCS_OAEP takes SHA-1 only), byte-for-byte what any RSA-OAEP implementation produces.
+ */
+export async function rsaEncrypt(deps: KmsDeps, k: RsaEncryptionKey, plaintext: Buffer): Promise<Buffer> {
+  checkPlaintextFits(k, plaintext);
+  const spki = await tokenFor(deps, k.key).publicKeyInfo(k.material.objectId, kindOf(k.key));
+  return publicEncrypt(
+    { key: createPublicKey({ key: spki, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: k.algorithm.hash },
+    plaintext,
+  );
+}
+
+/** RSA-OAEP decryption in the token; a ciphertext that does not open is InvalidCiphertextException. */
+export async function rsaDecrypt(deps: KmsDeps, k: RsaEncryptionKey, ciphertext: Buffer): Promise<Buffer> {
+  if (ciphertext.length !== modulusBytes(k.key)) {
+    throw Errors.invalidCiphertext(`The ciphertext is not a ${k.key.keySpec} ciphertext.`);
+  }
   try {
-    const plaintext = await tokenFor(deps, key).decryptOaep(material.objectId, algorithm.hash, input.CiphertextBlob);
-    return { KeyId: key.arn, Plaintext: plaintext, EncryptionAlgorithm: algorithm.name };
+    return await tokenFor(deps, k.key).decryptOaep(k.material.objectId, k.algorithm.hash, ciphertext);
   } catch (e) {
     if (e instanceof AuthenticationFailed) {
       throw Errors.invalidCiphertext('The ciphertext could not be decrypted with this key and encryption algorithm.');
@@ -90,16 +106,19 @@ export async function decryptWithPrivateKey(deps: KmsDeps, ctx: RequestContext, 
   }
 }
 
-/**
- * AWS's ReEncrypt also takes RSA encryption keys as source or destination; this key store does
- * not implement that yet and says so, rather than answering with a misleading usage error.
- */
-export function refuseRsaReEncrypt(deps: KmsDeps, ctx: RequestContext, refs: (string | undefined)[]): void {
-  for (const ref of refs) {
-    if (ref === undefined) continue;
-    const key = resolveKey(deps, ctx, ref);
-    if (isRsa(key) && key.keyUsage === 'ENCRYPT_DECRYPT') {
-      throw Errors.unsupported(`ReEncrypt with RSA encryption keys (${key.arn}) is not supported by this key store yet.`);
-    }
+export async function encryptWithPublicKey(deps: KmsDeps, ctx: RequestContext, key: KeyRecord, input: EncryptInput) {
+  const k = rsaEncryptionKey(deps, ctx, key, 'Encrypt', input.EncryptionAlgorithm, input.EncryptionContext);
+  checkPlaintextFits(k, input.Plaintext);
+  dryRunStop(input.DryRun);
+  return { CiphertextBlob: await rsaEncrypt(deps, k, input.Plaintext), KeyId: key.arn, EncryptionAlgorithm: k.algorithm.name };
+}
+
+export async function decryptWithPrivateKey(deps: KmsDeps, ctx: RequestContext, key: KeyRecord, input: DecryptInput) {
+  const k = rsaEncryptionKey(deps, ctx, key, 'Decrypt', input.EncryptionAlgorithm, input.EncryptionContext);
+  if (input.DryRunModifiers?.includes('IGNORE_CIPHERTEXT')) dryRunStop(input.DryRun);
+  if (input.CiphertextBlob.length !== modulusBytes(key)) {
+    throw Errors.invalidCiphertext(`The ciphertext is not a ${key.keySpec} ciphertext.`);
   }
+  dryRunStop(input.DryRun);
+  return { KeyId: key.arn, Plaintext: await rsaDecrypt(deps, k, input.CiphertextBlob), EncryptionAlgorithm: k.algorithm.name };
 }

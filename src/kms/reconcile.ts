@@ -1,6 +1,7 @@
 import type { Token } from '../hsm/token.js';
 import type { KmsDeps } from './context.js';
 import { LABEL_PREFIX } from './material.js';
+import { objectIdsSharingToken } from './regions.js';
 
 export interface ReconcileReport {
   /** Pending version rows resolved (their token objects, if any, destroyed). */
@@ -28,8 +29,9 @@ export interface KeyStoreReconcileReport extends ReconcileReport {
 export async function reconcile(deps: KmsDeps): Promise<ReconcileReport> {
   const report = await resolvePending(deps, deps.token, null);
   const known = deps.store.objectIdsIn(null);
-  // An id that any row names (a custom key store's key too) is never destroyed here.
-  const named = deps.store.allObjectIds();
+  // An id that any row names (a custom key store's key too, or a key of another region that
+  // shares this token) is never destroyed here.
+  const named = objectIdsSharingToken(deps);
   const present = new Set<string>();
   for (const obj of await deps.token.listObjects(LABEL_PREFIX)) {
     const id = obj.id.toString('hex');

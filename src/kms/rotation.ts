@@ -9,9 +9,11 @@ import { resolveKey } from './key-ref.js';
 import { isKeyLocked, withKeyLock } from './key-locks.js';
 import { supportsRotation } from './key-specs.js';
 import { checkKeyState, type KeyStateAction } from './key-states.js';
-import { LABEL_PREFIX, newMaterial } from './material.js';
+import { LABEL_PREFIX, materialWrappable, newMaterial } from './material.js';
 import { int, KEY_ID, LIMIT, MARKER, oneOf } from './validation.js';
 import { tokenFor } from './token-for.js';
+import { isReplica, viewOf } from './multi-region.js';
+import { syncReplicasLater } from './replica-sync.js';
 
 /**
  * Key rotation: every rotation is a new key-material version, i.e. a new non-extractable AES
@@ -53,7 +55,9 @@ export function rotationRefusal(key: KeyRecord, kind: 'automatic' | 'on-demand' 
 
 /**
  * The common start of the rotation operations, in AWS's order: resolve the key (id or ARN, no
- * alias), authorize, refuse keys that cannot rotate this way, check the key state.
+ * alias), authorize, refuse keys that cannot rotate this way, check the key state. RotateKeyOnDemand
+ * checks the state before the key's type: AWS answers DisabledException for a disabled key of any
+ * spec or origin there (issue #12), while the automatic-rotation settings refuse the type first.
  */
 function rotationKey(
   deps: KmsDeps,
@@ -64,9 +68,14 @@ function rotationKey(
 ): KeyRecord {
   const key = resolveKey(deps, ctx, ref, false);
   authorize(ctx, action, key);
+  if (kind === 'on-demand') checkKeyState(key, action);
   const refusal = rotationRefusal(key, kind);
   if (refusal) throw refusal;
-  checkKeyState(key, action);
+  // Rotation is a shared property of a Multi-Region key, set and run on its primary only.
+  if (kind !== 'list' && isReplica(deps, key)) {
+    throw Errors.unsupported(`${key.arn} is a multi-Region replica key; rotation is managed on its primary key (in ${viewOf(deps, key.keyId)?.primaryRegion}).`);
+  }
+  if (kind !== 'on-demand') checkKeyState(key, action);
   return key;
 }
 
@@ -100,7 +109,7 @@ export function nextVersion(deps: KmsDeps, keyId: string): number {
  */
 async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Promise<KeyMaterialRecord | undefined> {
   const key = deps.store.getKey(keyId);
-  if (!key || key.state !== 'Enabled' || rotationRefusal(key, type === 'AUTOMATIC' ? 'automatic' : 'on-demand')) {
+  if (!key || key.state !== 'Enabled' || rotationRefusal(key, type === 'AUTOMATIC' ? 'automatic' : 'on-demand') || isReplica(deps, key)) {
     return undefined;
   }
   const now = deps.clock.now().getTime();
@@ -112,12 +121,13 @@ async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Prom
       store.updateKey(keyId, { currentVersion: pending.version });
       store.lifecycle.putMaterialInfo({ ...pending, pendingRotation: false, rotationType: type, rotatedAt: now });
     });
+    await syncReplicasLater(deps, keyId);
     return store.getMaterial(keyId, pending.version);
   }
   const m = newMaterial(keyId, nextVersion(deps, keyId), now);
   store.addPendingMaterial(m);
   try {
-    await tokenFor(deps, key).generateAesKey(m.objectId, `${LABEL_PREFIX}${keyId}:v${m.version}`);
+    await tokenFor(deps, key).generateAesKey(m.objectId, `${LABEL_PREFIX}${keyId}:v${m.version}`, materialWrappable(deps, key));
   } catch (e) {
     store.deleteMaterial(keyId, m.version);
     throw e;
@@ -136,6 +146,8 @@ async function rotateKey(deps: KmsDeps, keyId: string, type: RotationType): Prom
     }
   });
   deps.log.info({ keyId, version: m.version, rotationType: type }, 'key material rotated');
+  // A Multi-Region primary's new version reaches its replicas (the same token objects).
+  await syncReplicasLater(deps, keyId);
   return store.getMaterial(keyId, m.version);
 }
 
@@ -172,7 +184,7 @@ const KeyOnly = z.object({ KeyId: KEY_ID });
 
 export const EnableKeyRotation = operation(
   z.object({ KeyId: KEY_ID, RotationPeriodInDays: int(90, 2560).optional() }),
-  (deps, ctx, input) => {
+  async (deps, ctx, input) => {
     const key = rotationKey(deps, ctx, input.KeyId, 'EnableKeyRotation', 'automatic');
     const periodDays = input.RotationPeriodInDays ?? DEFAULT_ROTATION_PERIOD_DAYS;
     const current = deps.store.lifecycle.getRotation(key.keyId);
@@ -181,14 +193,16 @@ export const EnableKeyRotation = operation(
     deps.store.lifecycle.putRotation({
       keyId: key.keyId, enabled: true, periodDays, anchorAt, nextRotationAt: anchorAt + periodDays * DAY_MS,
     });
+    await syncReplicasLater(deps, key.keyId);
     return {};
   },
 );
 
-export const DisableKeyRotation = operation(KeyOnly, (deps, ctx, input) => {
+export const DisableKeyRotation = operation(KeyOnly, async (deps, ctx, input) => {
   const key = rotationKey(deps, ctx, input.KeyId, 'DisableKeyRotation', 'automatic');
   const current = deps.store.lifecycle.getRotation(key.keyId);
   if (current?.enabled) deps.store.lifecycle.putRotation({ ...current, enabled: false, nextRotationAt: undefined });
+  await syncReplicasLater(deps, key.keyId);
   return {};
 });
 

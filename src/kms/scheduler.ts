@@ -3,6 +3,7 @@ import { jobFailures, jobRuns } from '../metrics/metrics.js';
 import type { KmsDeps } from './context.js';
 import { runDueDeletions } from './deletion.js';
 import { runExpiredImportTokens, runExpiredMaterials } from './import.js';
+import { syncAll } from './replica-sync.js';
 import { runDueRotations } from './rotation.js';
 
 export interface TickReport {
@@ -10,10 +11,12 @@ export interface TickReport {
   materialsExpired: number;
   keysRotated: number;
   importTokensExpired: number;
+  /** Multi-Region primaries of this region brought to their replicas again (a replica that lagged catches up). */
+  replicasSynced: number;
 }
 
 /** The `job` label of p11kms_job_runs_total / p11kms_job_failures_total. */
-export type LifecycleJob = 'deletion' | 'material-expiry' | 'rotation' | 'import-token-expiry';
+export type LifecycleJob = 'deletion' | 'material-expiry' | 'rotation' | 'import-token-expiry' | 'replica-sync';
 
 /** Work items of one kind handled per tick; the rest waits for the next tick. */
 const BATCH = 100;
@@ -54,7 +57,7 @@ export class LifecycleScheduler {
   /** Runs one tick now, after any tick in progress (ticks never overlap). */
   async runOnce(): Promise<TickReport> {
     while (this.running) await this.running.catch(() => undefined);
-    if (this.stopped) return { keysDeleted: 0, materialsExpired: 0, keysRotated: 0, importTokensExpired: 0 };
+    if (this.stopped) return { keysDeleted: 0, materialsExpired: 0, keysRotated: 0, importTokensExpired: 0, replicasSynced: 0 };
     const tick = this.tick();
     this.running = tick;
     try {
@@ -94,6 +97,7 @@ export class LifecycleScheduler {
       materialsExpired: await run('material-expiry', () => runExpiredMaterials(deps, now, BATCH)),
       keysRotated: await run('rotation', () => runDueRotations(deps, now, BATCH)),
       importTokensExpired: await run('import-token-expiry', () => runExpiredImportTokens(deps, now, BATCH)),
+      replicasSynced: (deps.regions && deps.regions.names().length > 1) || deps.peers ? await run('replica-sync', () => syncAll(deps)) : 0,
     };
     if (report.keysDeleted || report.materialsExpired || report.keysRotated || report.importTokensExpired) {
       deps.log.info({ ...report }, 'key lifecycle tick');

@@ -10,11 +10,21 @@ import { KEY_ID, LIMIT, list, MARKER, str, TAG } from './validation.js';
 /** AWS's per-key tag limit. */
 export const MAX_TAGS_PER_KEY = 50;
 
-/** Rejects reserved and duplicate tag keys, and tag sets that would exceed the per-key limit. */
+/**
+ * AWS's user-defined tag restrictions (Billing and Cost Management User Guide): letters, digits,
+ * whitespace and `_ . : / = + - @`, in keys and values; the `aws:` prefix is reserved.
+ */
+const TAG_CHARACTERS = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+const RESERVED = (tagKey: string) => tagKey.toLowerCase().startsWith('aws:');
+
+/** Rejects reserved, malformed and duplicate tag keys (TagException), and tag sets beyond the per-key limit. */
 export function checkTags(tags: Tag[], existing: number, existingKeys: Set<string> = new Set()): void {
   const seen = new Set<string>();
   for (const t of tags) {
-    if (t.TagKey.toLowerCase().startsWith('aws:')) throw Errors.tag('Tags beginning with aws: are reserved.');
+    if (RESERVED(t.TagKey)) throw Errors.tag('Tags beginning with aws: are reserved.');
+    if (!TAG_CHARACTERS.test(t.TagKey) || !TAG_CHARACTERS.test(t.TagValue)) {
+      throw Errors.tag('Tag keys and values may contain only letters, digits, whitespace and _ . : / = + - @.');
+    }
     if (seen.has(t.TagKey)) throw Errors.tag(`Duplicate tag key '${t.TagKey}' in the request.`);
     seen.add(t.TagKey);
   }
@@ -43,6 +53,7 @@ export const UntagResource = operation(
     const key = resolveKey(deps, ctx, input.KeyId, false);
     authorize(ctx, 'UntagResource', key);
     checkKeyState(key, 'UntagResource');
+    if (input.TagKeys.some(RESERVED)) throw Errors.tag('Tags beginning with aws: are reserved.');
     deps.store.removeTags(key.keyId, input.TagKeys);
     return {};
   },

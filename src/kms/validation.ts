@@ -89,6 +89,17 @@ export const ENCRYPTION_CONTEXT = z
   })
   .optional();
 
+/**
+ * RecipientInfo (Nitro Enclaves attestation): decoded with the model's constraints, so an
+ * invalid algorithm is a ValidationException; a valid one is then refused (request-flags.ts).
+ */
+export const RECIPIENT = z
+  .object(
+    { KeyEncryptionAlgorithm: oneOf(['RSAES_OAEP_SHA_256']).optional(), AttestationDocument: blob(1, 262144).optional() },
+    { error: WRONG_TYPE },
+  )
+  .optional();
+
 export const TAG = z.object(
   { TagKey: str(1, 128), TagValue: str(0, 256) },
   { error: WRONG_TYPE },
@@ -115,19 +126,40 @@ function describeValue(path: PropertyKey[], value: unknown): string {
   return 'Value';
 }
 
+/** What AWS's JSON deserializer calls each JSON type it found, and each member type it expected. */
+const FOUND: Record<string, string> = { string: 'STRING_VALUE', number: 'NUMBER_VALUE', boolean: 'BOOLEAN_VALUE' };
+const EXPECTED: Record<string, string> = {
+  // Every numeric input member of the model is an integer but ImportKeyMaterial's ValidTo.
+  string: 'a String', number: 'an Integer', int: 'an Integer', boolean: 'a Boolean', object: 'a Structure', record: 'a Map',
+  array: 'a List',
+};
+
+/**
+ * AWS's SerializationException messages for a member of the wrong JSON type (its deserializer's
+ * wording, e.g. "STRING_VALUE can not be converted to an Integer"); a string that is not base64
+ * where a blob is expected gets the blob wording. Never zod's own words.
+ */
+function wrongTypeMessage(issue: z.core.$ZodIssue, value: unknown): string {
+  if (Array.isArray(value)) return 'Start of list found where not expected';
+  if (typeof value === 'object') return 'Start of structure or map found where not expected.';
+  const expected = issue.code === 'invalid_type' ? EXPECTED[issue.expected] : undefined;
+  if (!expected) return `Unexpected value type or encoding for '${awsPath(issue.path)}'.`;
+  return `${FOUND[typeof value] ?? 'VALUE'} can not be converted to ${expected}`;
+}
+
 export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
   const result = schema.safeParse(input ?? {});
   if (result.success) return result.data;
-  const wrongType = result.error.issues.find(
-    (i) => i.message === WRONG_TYPE && valueAt(input, i.path) !== undefined && valueAt(input, i.path) !== null,
-  );
-  if (wrongType) {
-    throw Errors.serialization(`Unexpected value type or encoding for '${awsPath(wrongType.path)}'.`);
-  }
+  // A present value of the wrong JSON type (any zod invalid_type, our own or a nested object's).
+  const wrongType = result.error.issues.find((i) => {
+    const value = valueAt(input, i.path);
+    return (i.message === WRONG_TYPE || i.code === 'invalid_type') && value !== undefined && value !== null;
+  });
+  if (wrongType) throw Errors.serialization(wrongTypeMessage(wrongType, valueAt(input, wrongType.path)));
   const messages = result.error.issues.map((i) => {
     const value = valueAt(input, i.path);
     const missing = value === undefined || value === null;
-    const constraint = missing && i.message === WRONG_TYPE ? 'Member must not be null' : i.message;
+    const constraint = missing && (i.message === WRONG_TYPE || i.code === 'invalid_type') ? 'Member must not be null' : i.message;
     return `${describeValue(i.path, value)} at '${awsPath(i.path)}' failed to satisfy constraint: ${constraint}`;
   });
   const n = messages.length;

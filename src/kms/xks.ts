@@ -3,7 +3,7 @@ import { Errors, isKmsError, KmsError } from '../errors.js';
 import { AuthenticationFailed } from '../hsm/token.js';
 import type { XksKeyBinding } from '../model/xks.js';
 import type { KeyMaterialRecord, KeyRecord } from '../store/types.js';
-import { UUID } from './arn.js';
+import { isKeyId } from './arn.js';
 import type { KmsDeps } from './context.js';
 import { requireUsable } from './key-ref.js';
 import { materialOf } from './material.js';
@@ -62,7 +62,7 @@ export class XksKeyResolver {
 
   resolve(binding: XksKeyBinding): KeyRecord {
     const keyId = binding.keyRef.startsWith('alias/') ? this.aliasTarget(binding.keyRef) : binding.keyRef;
-    const key = keyId !== undefined && UUID.test(keyId) ? this.deps.store.getKey(keyId) : undefined;
+    const key = keyId !== undefined && isKeyId(keyId) ? this.deps.store.getKey(keyId) : undefined;
     if (!key || key.accountId !== this.accountId || key.state === 'Creating') {
       throw Errors.notFound(`The external key ${binding.externalKeyId} is not found.`);
     }

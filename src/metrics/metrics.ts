@@ -70,7 +70,7 @@ export const auditSeals = new client.Counter({
 
 export const jobRuns = new client.Counter({
   name: 'p11kms_job_runs_total',
-  help: 'Key lifecycle job runs, one per job per scheduler tick (job: deletion, material-expiry, rotation, import-token-expiry).',
+  help: 'Key lifecycle job runs, one per job per scheduler tick (job: deletion, material-expiry, rotation, import-token-expiry, replica-sync).',
   labelNames: ['job'] as const,
   registers: [registry],
 });

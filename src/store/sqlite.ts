@@ -2,6 +2,8 @@ import Database from 'better-sqlite3';
 import { Errors } from '../errors.js';
 import { SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
 import { SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
+import { SqliteKeyUsageTable, type KeyUsageTable } from './key-usage.js';
+import { SqliteMultiRegionTable, type MultiRegionTable } from './multi-region.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type {
   AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
@@ -135,6 +137,8 @@ export class SqliteStore implements MetadataStore {
   private readonly stmt;
   readonly lifecycle: LifecycleStore;
   readonly keyStores: KeyStoreTable;
+  readonly keyUsage: KeyUsageTable;
+  readonly multiRegion: MultiRegionTable;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -180,6 +184,8 @@ export class SqliteStore implements MetadataStore {
     };
     this.lifecycle = new SqliteLifecycleStore(d);
     this.keyStores = new SqliteKeyStoreTable(d);
+    this.keyUsage = new SqliteKeyUsageTable(d);
+    this.multiRegion = new SqliteMultiRegionTable(d);
   }
 
   private tx<T>(fn: () => T): T {

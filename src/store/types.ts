@@ -1,5 +1,7 @@
 import type { LifecycleStore } from './lifecycle.js';
 import type { KeyStoreTable } from './key-stores.js';
+import type { KeyUsageTable } from './key-usage.js';
+import type { MultiRegionTable } from './multi-region.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type { Page } from './page.js';
 
@@ -11,7 +13,11 @@ export type KeyState =
   | 'Disabled'
   | 'PendingDeletion'
   | 'PendingImport'
-  | 'Unavailable';
+  | 'Unavailable'
+  /** A Multi-Region primary scheduled for deletion that still has replicas (issue 13). */
+  | 'PendingReplicaDeletion'
+  /** A Multi-Region key whose primary region is being changed (issue 13). */
+  | 'Updating';
 
 export interface KeyRecord {
   keyId: string;
@@ -116,6 +122,10 @@ export interface MetadataStore {
   addPendingMaterial(material: KeyMaterialRecord): void;
   // Custom key stores (issue #6).
   readonly keyStores: KeyStoreTable;
+  /** GetKeyLastUsage (issue #12): last successful cryptographic use per key, written in batches. */
+  readonly keyUsage: KeyUsageTable;
+  /** Multi-Region keys (issue 13): where the primary and the replicas of each copy held here are. */
+  readonly multiRegion: MultiRegionTable;
   // Authorization (issue #3): credentials, identity policies, grants.
   listCredentials(): CredentialRecord[];
   putCredential(c: CredentialRecord): void;

@@ -163,24 +163,81 @@ describe('RSA encryption errors', () => {
     expect(e.name).toBe('InvalidCiphertextException');
   });
 
-  it('an RSA encryption key cannot sign or make data keys; ReEncrypt with it is not implemented (UnsupportedOperationException)', async () => {
+  it('an RSA encryption key cannot sign or make data keys', async () => {
     const KeyId = keys.RSA_2048.KeyId;
     const sign = await failure(h.kms.send(new SignCommand({ KeyId, Message: Buffer.from('m'), SigningAlgorithm: 'RSASSA_PSS_SHA_256' })));
     expect(sign.name).toBe('InvalidKeyUsageException');
     expect(sign.message).toContain('key usage is ENCRYPT_DECRYPT which is not valid for Sign');
     const dk = await failure(h.kms.send(new GenerateDataKeyCommand({ KeyId, KeySpec: 'AES_256' })));
     expect(dk.name).toBe('InvalidKeyUsageException');
-    const sym = (await h.kms.send(new CreateKeyCommand({}))).KeyMetadata!;
-    const blob = (await h.kms.send(new EncryptCommand({ KeyId: sym.KeyId, Plaintext: Buffer.from('x') }))).CiphertextBlob;
-    const re = await failure(
-      h.kms.send(new ReEncryptCommand({ CiphertextBlob: blob, DestinationKeyId: KeyId, DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' })),
-    );
-    expect(re.name).toBe('UnsupportedOperationException');
-    const enc = await h.kms.send(new EncryptCommand({ KeyId, Plaintext: Buffer.from('x'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }));
-    const from = await failure(
-      h.kms.send(new ReEncryptCommand({ CiphertextBlob: enc.CiphertextBlob, SourceKeyId: KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', DestinationKeyId: sym.KeyId })),
-    );
-    expect(from.name).toBe('UnsupportedOperationException');
+  });
+
+  describe('ReEncrypt with RSA encryption keys', () => {
+    const privateKeyOpen = async (spec: Spec, alg: Algorithm, ct: Uint8Array) =>
+      Buffer.from((await h.kms.send(new DecryptCommand({ CiphertextBlob: ct, KeyId: keys[spec].KeyId, EncryptionAlgorithm: alg }))).Plaintext!);
+
+    it('symmetric → RSA, for every algorithm: the result opens with the RSA key; only the source has a material id', async () => {
+      const sym = (await h.kms.send(new CreateKeyCommand({}))).KeyMetadata!;
+      const secret = randomBytes(64);
+      const blob = (await h.kms.send(new EncryptCommand({ KeyId: sym.KeyId, Plaintext: secret, EncryptionContext: { a: 'b' } }))).CiphertextBlob;
+      for (const alg of ALGORITHMS) {
+        const re = await h.kms.send(new ReEncryptCommand({
+          CiphertextBlob: blob, SourceEncryptionContext: { a: 'b' }, DestinationKeyId: keys.RSA_3072.KeyId, DestinationEncryptionAlgorithm: alg,
+        }));
+        expect(re).toMatchObject({
+          SourceKeyId: sym.Arn, KeyId: keys.RSA_3072.Arn, SourceEncryptionAlgorithm: 'SYMMETRIC_DEFAULT', DestinationEncryptionAlgorithm: alg,
+        });
+        expect(re.SourceKeyMaterialId).toMatch(/^[0-9a-f]{64}$/);
+        expect(re.DestinationKeyMaterialId).toBeUndefined();
+        expect(re.CiphertextBlob!.length).toBe(384);
+        expect((await privateKeyOpen('RSA_3072', alg, re.CiphertextBlob!)).equals(secret)).toBe(true);
+      }
+    });
+
+    it('RSA → symmetric and RSA → RSA (across sizes and algorithms), from a ciphertext made outside the daemon', async () => {
+      const sym = (await h.kms.send(new CreateKeyCommand({}))).KeyMetadata!;
+      const secret = randomBytes(100);
+      const outside = publicEncrypt({ key: spkiKey(await publicKeyOf('RSA_2048')), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret);
+      const toSym = await h.kms.send(new ReEncryptCommand({
+        CiphertextBlob: outside, SourceKeyId: keys.RSA_2048.KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256',
+        DestinationKeyId: sym.KeyId, DestinationEncryptionContext: { purpose: 'rewrap' },
+      }));
+      expect(toSym).toMatchObject({ SourceKeyId: keys.RSA_2048.Arn, KeyId: sym.Arn, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', DestinationEncryptionAlgorithm: 'SYMMETRIC_DEFAULT' });
+      expect(toSym.SourceKeyMaterialId).toBeUndefined();
+      expect(toSym.DestinationKeyMaterialId).toMatch(/^[0-9a-f]{64}$/);
+      const dec = await h.kms.send(new DecryptCommand({ CiphertextBlob: toSym.CiphertextBlob, EncryptionContext: { purpose: 'rewrap' } }));
+      expect(Buffer.from(dec.Plaintext!).equals(secret)).toBe(true);
+
+      const toRsa = await h.kms.send(new ReEncryptCommand({
+        CiphertextBlob: outside, SourceKeyId: keys.RSA_2048.Arn, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256',
+        DestinationKeyId: keys.RSA_4096.KeyId, DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_1',
+      }));
+      expect(toRsa).toMatchObject({ SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', KeyId: keys.RSA_4096.Arn });
+      expect((await privateKeyOpen('RSA_4096', 'RSAES_OAEP_SHA_1', toRsa.CiphertextBlob!)).equals(secret)).toBe(true);
+    });
+
+    it("AWS's refusals: no SourceKeyId for an RSA ciphertext, wrong or missing algorithms, encryption context, too long for the destination", async () => {
+      const sym = (await h.kms.send(new CreateKeyCommand({}))).KeyMetadata!;
+      const rsaCt = (await h.kms.send(new EncryptCommand({ KeyId: keys.RSA_2048.KeyId, Plaintext: Buffer.from('x'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }))).CiphertextBlob!;
+      const cases: Array<[ConstructorParameters<typeof ReEncryptCommand>[0], string]> = [
+        [{ CiphertextBlob: rsaCt, DestinationKeyId: sym.KeyId }, 'InvalidCiphertextException'],
+        [{ CiphertextBlob: rsaCt, SourceKeyId: keys.RSA_2048.KeyId, DestinationKeyId: sym.KeyId }, 'InvalidKeyUsageException'],
+        [{ CiphertextBlob: rsaCt, SourceKeyId: keys.RSA_2048.KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', DestinationKeyId: sym.KeyId }, 'InvalidCiphertextException'],
+        [{ CiphertextBlob: rsaCt, SourceKeyId: keys.RSA_2048.KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', SourceEncryptionContext: { a: 'b' }, DestinationKeyId: sym.KeyId }, 'ValidationException'],
+        [{ CiphertextBlob: rsaCt, SourceKeyId: keys.RSA_2048.KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', DestinationKeyId: keys.RSA_3072.KeyId }, 'InvalidKeyUsageException'],
+        [{ CiphertextBlob: rsaCt, SourceKeyId: keys.RSA_2048.KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', DestinationKeyId: keys.RSA_3072.KeyId, DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', DestinationEncryptionContext: { a: 'b' } }, 'ValidationException'],
+      ];
+      for (const [input, name] of cases) {
+        const e = await failure(h.kms.send(new ReEncryptCommand(input)));
+        expect(e.name, `${JSON.stringify(Object.keys(input))}: ${e.message}`).toBe(name);
+      }
+      // 4 KiB from a symmetric key does not fit RSA-OAEP: refused, after the source opened.
+      const big = (await h.kms.send(new EncryptCommand({ KeyId: sym.KeyId, Plaintext: randomBytes(4096) }))).CiphertextBlob!;
+      const tooLong = await failure(h.kms.send(new ReEncryptCommand({ CiphertextBlob: big, DestinationKeyId: keys.RSA_4096.KeyId, DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' })));
+      expect(tooLong.name).toBe('ValidationException');
+      const dry = await failure(h.kms.send(new ReEncryptCommand({ CiphertextBlob: rsaCt, SourceKeyId: keys.RSA_2048.KeyId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', DestinationKeyId: sym.KeyId, DryRun: true })));
+      expect(dry.name).toBe('DryRunOperationException');
+    });
   });
 
   it('a disabled key refuses Encrypt and Decrypt; DryRun encrypts nothing', async () => {

@@ -2,104 +2,20 @@
  * The AWS KMS JSON 1.1 front door as a client sees it: request ids and content types, AWS-style
  * validation messages, serialization and unknown-operation errors, SigV4 failures over real HTTP,
  * rejected requests leaving no trace, NotFound and DryRun errors, and concurrency through the
- * PKCS#11 session pool. Raw requests are signed here with @smithy/signature-v4 and sent with fetch.
+ * PKCS#11 session pool. Raw requests are signed with @smithy/signature-v4 (test/helpers/raw-request.ts) and sent with fetch.
  */
 import { Agent } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { Sha256 } from '@aws-crypto/sha256-js';
 import {
   CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, KMSClient, ListKeysCommand,
   UpdateKeyDescriptionCommand, type CreateKeyCommandInput, type KeyMetadata,
 } from '@aws-sdk/client-kms';
-import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCOUNT, ADMIN, client, failure, REGION, startHarness, type Harness } from '../helpers/daemon.js';
+import { expectAwsError, JSON_11, op, readResponse, signedPost, type RawResponse } from '../helpers/raw-request.js';
 
-const JSON_11 = 'application/x-amz-json-1.1';
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
-
-interface Credentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-}
-
-interface SignOpts {
-  credentials?: Credentials;
-  region?: string;
-  signingDate?: Date;
-  /** Body put on the wire (default: the signed body). */
-  sendBody?: string;
-  /** null removes the Authorization header; a string replaces it. */
-  authorization?: string | null;
-  /** Extra headers, signed with the rest. */
-  headers?: Record<string, string>;
-}
-
-interface RawResponse {
-  status: number;
-  headers: Headers;
-  text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
-}
-
-async function readResponse(res: Response): Promise<RawResponse> {
-  const body = await res.text();
-  let json: unknown;
-  try {
-    json = body.length > 0 ? JSON.parse(body) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text: body, json };
-}
-
-/** A SigV4-signed POST / against the harness, exactly as an AWS SDK would send it (unless opts say otherwise). */
-async function signedPost(h: Harness, target: string | undefined, body: string, opts: SignOpts = {}): Promise<RawResponse> {
-  const url = new URL(h.endpoint);
-  const headers: Record<string, string> = { host: url.host, 'content-type': JSON_11, ...opts.headers };
-  if (target !== undefined) headers['x-amz-target'] = target;
-  const request = new HttpRequest({
-    method: 'POST',
-    protocol: 'http:',
-    hostname: url.hostname,
-    port: Number(url.port),
-    path: '/',
-    headers,
-    body,
-  });
-  const signer = new SignatureV4({
-    service: 'kms',
-    region: opts.region ?? REGION,
-    credentials: opts.credentials ?? ADMIN,
-    sha256: Sha256,
-  });
-  const signed = await signer.sign(request, opts.signingDate ? { signingDate: opts.signingDate } : {});
-  const wire: Record<string, string> = {};
-  // fetch sets Host itself (to the same host:port that was signed).
-  for (const [k, v] of Object.entries(signed.headers)) if (k.toLowerCase() !== 'host') wire[k.toLowerCase()] = v;
-  if (opts.authorization === null) delete wire['authorization'];
-  else if (opts.authorization !== undefined) wire['authorization'] = opts.authorization;
-  const res = await fetch(`${h.endpoint}/`, { method: 'POST', headers: wire, body: opts.sendBody ?? body });
-  return readResponse(res);
-}
-
-const op = (name: string) => `TrentService.${name}`;
-
-/** An AWS JSON error: the status, exactly `{__type, message}`, a request id and the JSON 1.1 content type. */
-function expectAwsError(res: RawResponse, type: string, status = 400): string {
-  expect(res.status, res.text).toBe(status);
-  expect(res.json, res.text).toBeTypeOf('object');
-  expect(Object.keys(res.json).sort()).toEqual(['__type', 'message']);
-  expect(res.json.__type).toBe(type);
-  expect(res.json.message).toBeTypeOf('string');
-  expect(res.json.message.length).toBeGreaterThan(0);
-  expect(res.headers.get('x-amzn-requestid')).toMatch(/\S/);
-  expect(res.headers.get('content-type')).toContain(JSON_11);
-  return res.json.message as string;
-}
 
 type SdkError = Awaited<ReturnType<typeof failure>> & { $metadata?: { httpStatusCode?: number; requestId?: string } };
 
@@ -512,12 +428,13 @@ describe('protocol (default harness)', () => {
       }
     });
 
-    it('DescribeKey on an existing key ARN with another region names the ARN', async () => {
+    it('DescribeKey on an existing key ARN with another region names that region', async () => {
+      // AWS answers "Invalid arn <region of the ARN>" (seen in nakedible/openssl-engine-kms#1:
+      // "Invalid arn us-west-1"; kubernetes-retired/kube-aws#1041).
       const arn = key.Arn!.replace(`:${REGION}:`, ':eu-west-1:');
       expect(arn).not.toBe(key.Arn);
       const e = await sdkFailure(h.kms.send(new DescribeKeyCommand({ KeyId: arn })), 'NotFoundException');
-      expect(e.message).toContain(arn);
-      expect(e.message).toMatch(/^Invalid arn/);
+      expect(e.message).toBe('Invalid arn eu-west-1');
     });
   });
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CredentialRegistry, Credential } from '../../authz/credentials.js';
@@ -6,6 +7,7 @@ import { Errors, KmsError, isKmsError } from '../../errors.js';
 import { callKeyFacts } from '../../kms/call-facts.js';
 import type { KmsDeps, RequestContext } from '../../kms/context.js';
 import { operations } from '../../kms/operations.js';
+import type { RegionDirectory } from '../../kms/regions.js';
 import { parse } from '../../kms/validation.js';
 import type { Logger } from '../../log.js';
 import { awsCallEvent, type CallInfo } from '../../audit/aws-event.js';
@@ -28,6 +30,8 @@ export interface AwsJsonOptions {
   clock: Clock;
   region: string;
   log: Logger;
+  /** Every region served; a request is served by the region of its credential scope (default: deps's only). */
+  regions?: RegionDirectory | undefined;
   /** Mutual TLS: whether the signer may use the connection's client certificate (src/net/client-principals.ts). */
   clientPrincipal?: PrincipalCheck | undefined;
 }
@@ -46,7 +50,7 @@ export type RawHandler = (req: IncomingMessage, res: ServerResponse, next: () =>
 export function awsJsonHandler(opts: AwsJsonOptions): RawHandler {
   const verifier = new SigV4Verifier({
     service: 'kms',
-    region: opts.region,
+    region: opts.regions?.names() ?? opts.region,
     clock: opts.clock,
     lookup: (id) => opts.credentials.lookup(id),
   });
@@ -97,6 +101,7 @@ function callInfo(req: IncomingMessage, requestId: string, opName: string): Call
     operation: opName,
     known: Object.hasOwn(operations, opName),
     requestId,
+    eventId: randomUUID(),
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     authorization: req.headers.authorization,
@@ -108,13 +113,23 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
   if (opts.deps.audit.failClosed && !(await opts.deps.audit.ready())) throw AUDIT_REFUSED();
   const requestId = call.requestId;
   const opName = call.operation;
-  const credential = verifier.verify({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }) as Credential;
+  // The daemon issues no temporary credentials, so no session token can be valid (AWS's answer to a bad one).
+  if (req.headers['x-amz-security-token'] !== undefined) {
+    throw Errors.unrecognizedClient('The security token included in the request is invalid.');
+  }
+  const scoped = verifier.verifyScoped({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body });
+  const credential = scoped.credential as Credential;
   call.principal = credential.principal;
+  // The region of the credential scope serves the request (the verifier accepted only served ones).
+  const deps = opts.regions?.get(scoped.region) ?? opts.deps;
+  call.region = scoped.region;
   if (opts.clientPrincipal && !opts.clientPrincipal(req.socket, credential.principal.arn)) {
     throw Errors.accessDenied(`The client certificate of this connection is not mapped to ${credential.principal.arn}.`);
   }
   const operation = Object.hasOwn(operations, opName) ? operations[opName] : undefined;
   if (!operation) throw Errors.unknownOperation(opName ? `Unknown operation ${opName}` : 'Missing or malformed X-Amz-Target header');
+  // Decoding with replacement characters would act on text the client never sent.
+  if (!isUtf8(body)) throw Errors.serialization('The request body is not valid UTF-8.');
   let json: unknown;
   try {
     json = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
@@ -131,11 +146,11 @@ async function handle(opts: AwsJsonOptions, verifier: SigV4Verifier, req: Incomi
     sourceIp: req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
     input: input as Readonly<Record<string, unknown>>,
-    authz: opts.deps.authz,
+    authz: deps.authz,
     secureTransport: isSecureTransport(req.socket),
   };
   call.input = input as Record<string, unknown>;
-  return operation.handler(opts.deps, ctx, input);
+  return operation.handler(deps, ctx, input);
 }
 
 const AUDIT_REFUSED = () =>
@@ -155,8 +170,9 @@ async function answer(
     logFailure(opts.log, failure, err, call, started);
   }
   try {
+    const deps = (call.region !== undefined ? opts.regions?.get(call.region) : undefined) ?? opts.deps;
     const result = output as Record<string, unknown> | undefined;
-    await opts.deps.audit.record(awsCallEvent(call, result, err, callKeyFacts(opts.deps, call, result)));
+    await deps.audit.record(awsCallEvent(call, result, err, callKeyFacts(deps, call, result)));
   } catch (e) {
     opts.log.error({ requestId: call.requestId, op: call.operation, err: (e as Error).message }, 'audit event not written');
     if (opts.deps.audit.failClosed) {
@@ -165,6 +181,7 @@ async function answer(
       err = AUDIT_REFUSED();
     }
   }
+  if (!err) opts.deps.keyUsage?.noteSuccess(call.operation, output as Record<string, unknown>, opts.clock.now().getTime(), call.eventId as string, call.requestId);
   const m = metricsFor(call.known ? call.operation : 'unknown');
   if (err) send(res, date(), call.requestId, err.status, { __type: err.code, message: err.message });
   else send(res, date(), call.requestId, 200, toWire(output));

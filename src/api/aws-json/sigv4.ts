@@ -30,8 +30,8 @@ export interface IncomingSignedRequest {
 export interface SigV4VerifierOptions {
   /** Signing service name, e.g. 'kms'. */
   service: string;
-  /** Configured region, e.g. 'us-east-1'. */
-  region: string;
+  /** The region, e.g. 'us-east-1', or every region served (a request may be scoped to any of them). */
+  region: string | readonly string[];
   clock: Clock;
   /** Allowed clock skew either way; default 5 minutes. */
   maxSkewMs?: number;
@@ -82,7 +82,7 @@ const sha256hex = (data: string | Buffer): string => hash('sha256', data, 'hex')
 
 export class SigV4Verifier {
   private readonly service: string;
-  private readonly region: string;
+  private readonly regions: readonly string[];
   private readonly clock: Clock;
   private readonly maxSkewMs: number;
   private readonly lookup: (accessKeyId: string) => SigningCredential | undefined;
@@ -91,7 +91,7 @@ export class SigV4Verifier {
 
   constructor(opts: SigV4VerifierOptions) {
     this.service = opts.service;
-    this.region = opts.region;
+    this.regions = typeof opts.region === 'string' ? [opts.region] : opts.region;
     this.clock = opts.clock;
     this.maxSkewMs = opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
     this.lookup = opts.lookup;
@@ -99,6 +99,11 @@ export class SigV4Verifier {
 
   /** Returns the credential whose secret produced the signature, or throws a KmsError. */
   verify(req: IncomingSignedRequest): SigningCredential {
+    return this.verifyScoped(req).credential;
+  }
+
+  /** verify(), also returning the region of the credential scope (the request's region). */
+  verifyScoped(req: IncomingSignedRequest): { credential: SigningCredential; region: string } {
     const { path, query } = splitTarget(req.url);
 
     const authorization = headerString(req.headers['authorization']);
@@ -161,7 +166,7 @@ export class SigV4Verifier {
           `'${truncate(auth.scopeDate)}' != '${shortDate}', from '${amzDate}'.`,
       );
     }
-    if (auth.scopeRegion !== this.region) {
+    if (!this.regions.includes(auth.scopeRegion)) {
       throw Errors.invalidSignature(
         `Credential should be scoped to a valid region, not '${truncate(auth.scopeRegion)}'.`,
       );
@@ -231,22 +236,22 @@ export class SigV4Verifier {
       '\n' +
       sha256hex(canonicalRequest);
 
-    const signingKey = this.signingKey(credential, shortDate);
+    const signingKey = this.signingKey(credential, shortDate, auth.scopeRegion);
     const expected = createHmac('sha256', signingKey).update(stringToSign, 'utf8').digest();
     if (expected.length !== auth.signature.length || !timingSafeEqual(expected, auth.signature)) {
       throw Errors.invalidSignature(MSG_MISMATCH);
     }
-    return credential;
+    return { credential, region: auth.scopeRegion };
   }
 
-  private signingKey(credential: SigningCredential, shortDate: string): KeyObject {
-    const cacheKey = `${credential.accessKeyId}|${shortDate}|${this.region}|${this.service}`;
+  private signingKey(credential: SigningCredential, shortDate: string, region: string): KeyObject {
+    const cacheKey = `${credential.accessKeyId}|${shortDate}|${region}|${this.service}`;
     const hit = this.keyCache.get(cacheKey);
     if (hit !== undefined && hit.secret === credential.secretAccessKey) {
       return hit.key;
     }
     const kDate = createHmac('sha256', 'AWS4' + credential.secretAccessKey).update(shortDate).digest();
-    const kRegion = createHmac('sha256', kDate).update(this.region).digest();
+    const kRegion = createHmac('sha256', kDate).update(region).digest();
     const kService = createHmac('sha256', kRegion).update(this.service).digest();
     const key = createSecretKey(createHmac('sha256', kService).update(TERMINATOR).digest());
     if (this.keyCache.size >= MAX_CACHED_KEYS) {

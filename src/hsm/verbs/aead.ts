@@ -53,11 +53,15 @@ export class AeadVerbs {
     return { scheme: 'aes-gcm', ivBytes: caps.gcmIvBytes };
   }
 
-  /** Generates the token key(s) of one symmetric key: AES-256, plus its HMAC key for AES-CBC + HMAC. */
-  async generateAesKey(id: Buffer, label: string): Promise<void> {
+  /**
+   * Generates the token key(s) of one symmetric key: AES-256, plus its HMAC key for AES-CBC +
+   * HMAC. `wrappable` (Multi-Region keys): wrappable only by a trusted key (templates.ts); the
+   * AES-CBC + HMAC scheme keeps its keys non-extractable (such a key cannot move between tokens).
+   */
+  async generateAesKey(id: Buffer, label: string, wrappable = false): Promise<void> {
     if (this.core.profile.caps.aead === 'aes-cbc-hmac-sha256') return this.cbcHmac.generate(id, label);
     await this.core.run(async (s) => {
-      const h = await this.core.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, this.core.templates.secretKey(id, label));
+      const h = await this.core.p.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, this.core.templates.secretKey(id, label, wrappable));
       this.core.handles.set(id.toString('hex'), h);
     }, 'CKM_AES_KEY_GEN', 'generate');
   }

@@ -2,14 +2,12 @@ import { createDecipheriv, createHash, createPrivateKey, createPublicKey, random
 import pkcs11js from 'pkcs11js';
 import { keyGenMechanism, oaepMechanism, pairKeyType, pairShape, type KeyKind } from '../asymmetric.js';
 import { ckrOf, isSessionLost, isStaleHandle } from '../ckr.js';
-import { AuthenticationFailed, type Handle, type TokenCore } from '../session-core.js';
+import { KeyMaterialRejected, readUlong, unwrapImport, type ImportWrapping, type OaepHash } from './unwrap.js';
+import type { Handle, TokenCore } from '../session-core.js';
 
-export type OaepHash = 'sha1' | 'sha256';
-
-/** Thrown when a wrapped key does not unwrap (wrong wrapping key, algorithm, or a damaged blob). */
-export class UnwrapFailed extends AuthenticationFailed {}
-/** Thrown when unwrapped material is not usable as the AES-256 key it should be. */
-export class KeyMaterialRejected extends AuthenticationFailed {}
+export { KeyMaterialRejected, UnwrapFailed, type OaepHash } from './unwrap.js';
+/** Thrown when the token has no trusted peer key of that id (the SO set-up step is missing). */
+export class NoTrustedKey extends Error {}
 
 /** The block encrypted for check values: fixed, and deliberately not the all-zero block. */
 const CHECK_BLOCK = Buffer.from('p11kms check val', 'ascii');
@@ -95,12 +93,21 @@ export class WrapVerbs {
     if (!this.core.hasMechanism(pkcs11js.CKM_AES_ECB)) return 'CKM_AES_ECB (used for key-material check values)';
     if (!(await this.supportsOaep(wrapping.hash))) {
       const hash = wrapping.hash === 'sha1' ? 'SHA-1' : 'SHA-256';
-      return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}`;
+      if (!this.core.daemonOaepDecode) {
+        return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash} (decoding OAEP in the daemon instead is allowed only for an ` +
+          'in-process software token (capabilities.softwareToken) or with the capabilities.daemonOaepDecode opt-in)';
+      }
+      if (!this.core.hasMechanism(pkcs11js.CKM_RSA_X_509)) return `CKM_RSA_PKCS_OAEP with ${hash} and MGF1-${hash}, or CKM_RSA_X_509`;
     }
     if (wrapping.aesKeyWrap && !this.core.hasMechanism(this.core.profile.keyWrapPad)) {
       return `CKM_RSA_AES_KEY_WRAP or its parts (CKM_RSA_PKCS_OAEP and ${this.core.profile.caps.keyWrapPad})`;
     }
     return undefined;
+  }
+
+  /** Whether imports wrapped with this OAEP hash take the raw-RSA path (unwrapImport): the module lacks the hash. */
+  async needsRawOaep(hash: OaepHash): Promise<boolean> {
+    return !(await this.supportsOaep(hash));
   }
 
   /**
@@ -164,7 +171,7 @@ export class WrapVerbs {
    * unwrap (sensitive, non-extractable); the public key is a session object, read and destroyed.
    * Returns the public key as DER SubjectPublicKeyInfo.
    */
-  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number): Promise<Buffer> {
+  generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number, rawDecrypt = false): Promise<Buffer> {
     return this.core.run(async (s) => {
       const privateTemplate: pkcs11js.Template = [
         { type: pkcs11js.CKA_ID, value: id },
@@ -174,7 +181,8 @@ export class WrapVerbs {
         { type: pkcs11js.CKA_SENSITIVE, value: true },
         { type: pkcs11js.CKA_EXTRACTABLE, value: false },
         { type: pkcs11js.CKA_UNWRAP, value: true },
-        { type: pkcs11js.CKA_DECRYPT, value: false },
+        // Raw RSA decryption only for a wrapping key whose OAEP the daemon decodes (needsRawOaep).
+        { type: pkcs11js.CKA_DECRYPT, value: rawDecrypt },
         { type: pkcs11js.CKA_SIGN, value: false },
         { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
         { type: pkcs11js.CKA_DERIVE, value: false },
@@ -230,35 +238,19 @@ export class WrapVerbs {
    */
   unwrapAesKey(
     wrappingKeyId: Buffer,
-    wrapping: { hash: OaepHash; aesKeyWrap: boolean; modulusBytes: number },
+    wrapping: ImportWrapping,
     blob: Buffer,
-    target?: { id: Buffer; label: string },
+    target?: { id: Buffer; label: string; wrappable?: boolean },
   ): Promise<Buffer> {
     return this.core.run(async (s) => {
       const rsa = this.core.handleFor(s, wrappingKeyId);
       const template = target
-        ? this.core.templates.secretKey(target.id, target.label).filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN)
+        ? this.core.templates.secretKey(target.id, target.label, target.wrappable).filter((a) => a.type !== pkcs11js.CKA_VALUE_LEN)
         : this.core.templates.sessionAes({ encrypt: true });
       const ephemeral: Handle[] = [];
       let key: Handle | undefined;
       try {
-        const unwrap = async (mech: pkcs11js.Mechanism, withKey: Handle, data: Buffer, t: pkcs11js.Template) => {
-          try {
-            return await this.core.p.C_UnwrapKeyAsync(s, mech, withKey, data, t);
-          } catch (e) {
-            if (ckrOf(e) !== undefined && !isSessionLost(e) && !isStaleHandle(e)) throw new UnwrapFailed();
-            throw e;
-          }
-        };
-        if (wrapping.aesKeyWrap) {
-          const kek = await unwrap(
-            oaepMechanism(wrapping.hash), rsa, blob.subarray(0, wrapping.modulusBytes), this.core.templates.sessionAes({ unwrap: true }),
-          );
-          ephemeral.push(kek);
-          key = await unwrap({ mechanism: this.core.profile.keyWrapPad }, kek, blob.subarray(wrapping.modulusBytes), template);
-        } else {
-          key = await unwrap(oaepMechanism(wrapping.hash), rsa, blob, template);
-        }
+        key = await unwrapImport(this.core, s, rsa, wrapping, blob, template, ephemeral);
         const check = await this.checkValueOf(s, key);
         if (target) this.core.handles.set(target.id.toString('hex'), key);
         else ephemeral.push(key);
@@ -268,6 +260,29 @@ export class WrapVerbs {
         // A key that failed its checks is destroyed, token object or not.
         this.core.destroyQuietly(s, key === undefined ? ephemeral : [...ephemeral, key]);
       }
+    });
+  }
+
+  /**
+   * Wraps the AES key `id` (a Multi-Region key's material) under the trusted peer key
+   * `trustedKeyId` with CKM_RSA_PKCS_OAEP, inside the token. The token itself refuses any
+   * wrapping key that is not CKA_TRUSTED (CKR_KEY_NOT_WRAPPABLE), and any key that is not
+   * CKA_EXTRACTABLE. The wrapped key is returned with its check value, so the receiving token
+   * can prove it unwrapped the same material. (CKM_RSA_AES_KEY_WRAP would wrap larger keys, but
+   * SoftHSM 2.6.1 does not offer it, and its two halves cannot be used: the ephemeral AES key
+   * in between could not be trusted.)
+   */
+  wrapWithTrusted(id: Buffer, trustedKeyId: Buffer, hash: OaepHash): Promise<{ wrapped: Buffer; check: Buffer }> {
+    return this.core.run(async (s) => {
+      const key = this.core.handleFor(s, id);
+      const trusted = this.core.find(s, [
+        { type: pkcs11js.CKA_ID, value: trustedKeyId },
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+        { type: pkcs11js.CKA_TRUSTED, value: true },
+      ])[0];
+      if (!trusted) throw new NoTrustedKey();
+      const wrapped = await this.core.p.C_WrapKeyAsync(s, oaepMechanism(hash), trusted, key, Buffer.alloc(1024));
+      return { wrapped, check: await this.checkValueOf(s, key) };
     });
   }
 
@@ -289,9 +304,3 @@ export class WrapVerbs {
   }
 }
 
-
-/** A CK_ULONG attribute value in the platform's byte order and width. */
-function readUlong(b: Buffer): number {
-  if (b.length >= 8) return Number(b.readBigUInt64LE(0));
-  return b.readUInt32LE(0);
-}
