@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveXksConfig, xksFileSchema, type XksConfig } from './api/xks/config.js';
@@ -130,6 +131,17 @@ const FileSchema = z
     xks: xksFileSchema(SecretSource).optional(),
     audit: AuditSchema.prefault({}),
     metrics: MetricsSchema.prefault({}),
+    /** High availability (README): several daemons on one PostgreSQL database. */
+    database: z
+      .object({
+        url: SecretSource.optional(),
+        nodeId: z.string().regex(/^[\w.-]{1,64}$/).optional(),
+        queryTimeoutMs: z.number().int().min(100).max(60_000).default(3000),
+        /** Worker processes on this host behind one port (node:cluster); each is a node of its own. */
+        workers: z.number().int().min(1).max(256).default(1),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -159,6 +171,8 @@ export interface Config {
   xks?: XksConfig | undefined;
   audit: Omit<z.output<typeof AuditSchema>, 'dir'> & { dir: string };
   metrics: { enabled: boolean; bearerToken?: Secret | undefined };
+  /** PostgreSQL metadata store shared by several daemons; absent: SQLite in dataDir. */
+  database?: { url: Secret; nodeId: string; queryTimeoutMs: number; workers: number } | undefined;
 }
 
 /** AWS's documented example credentials: obviously not for production, fine for a dev box. */
@@ -382,7 +396,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       failClosed: boolFromEnv(env, 'P11KMS_AUDIT_FAIL_CLOSED') ?? f.audit.failClosed,
     },
     metrics: { enabled: boolFromEnv(env, 'P11KMS_METRICS') ?? f.metrics.enabled, bearerToken: metricsToken },
+    database: databaseConfig(f.database, env),
   };
+}
+
+/** P11KMS_DATABASE_URL (postgres://…) or database.url selects PostgreSQL; the URL may hold a password, so it is a Secret. */
+function databaseConfig(d: z.output<typeof FileSchema>['database'], env: NodeJS.ProcessEnv): Config['database'] {
+  const url = env.P11KMS_DATABASE_URL ? new Secret(env.P11KMS_DATABASE_URL) : d?.url && readSecret(d.url, 'Database URL', env);
+  if (!url) {
+    if (env.P11KMS_WORKERS && env.P11KMS_WORKERS !== '1') throw new ConfigError('P11KMS_WORKERS needs the PostgreSQL store (P11KMS_DATABASE_URL): SQLite has one writer');
+    return undefined;
+  }
+  if (!/^postgres(ql)?:\/\//.test(url.reveal())) throw new ConfigError('The database URL must start with postgres:// or postgresql://');
+  const nodeId = env.P11KMS_NODE_ID || d?.nodeId || hostname().replace(/[^\w.-]/g, '_').slice(0, 64);
+  if (!/^[\w.-]{1,64}$/.test(nodeId)) throw new ConfigError('P11KMS_NODE_ID must be 1 to 64 letters, digits, dots, dashes or underscores');
+  const workers = intFromEnv(env, 'P11KMS_WORKERS') ?? d?.workers ?? 1;
+  if (workers < 1 || workers > 256) throw new ConfigError('P11KMS_WORKERS must be 1 to 256');
+  return { url, nodeId, queryTimeoutMs: d?.queryTimeoutMs ?? 3000, workers };
 }
 
 function boolFromEnv(env: NodeJS.ProcessEnv, name: string): boolean | undefined {

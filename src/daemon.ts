@@ -6,7 +6,6 @@ import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { startXksServer, type XksAuditEvent, type XksServer } from './api/xks/server.js';
 import { awsJsonHandler } from './api/aws-json/router.js';
-import { TokenSealer } from './audit/sealer.js';
 import { KeyUsageRecorder } from './kms/key-usage-recorder.js';
 import { AuditTrail } from './audit/trail.js';
 import { disabledAudit, type Audit } from './audit/types.js';
@@ -27,6 +26,7 @@ import { PeerClient } from './api/peer/client.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
+import { followCredentialChanges, openMetadataStore, openSealer, startLeadership } from './cluster/node.js';
 import { SqliteStore } from './store/sqlite.js';
 import { metricsRouter } from './metrics/http.js';
 import { httpDate } from './api/http-date.js';
@@ -102,13 +102,14 @@ export async function startDaemon(
       log,
     );
   const token = openToken(config.hsm);
-  const store = new SqliteStore(join(config.dataDir, 'metadata.sqlite'));
+  const store = await openMetadataStore(config, log);
   const trail = config.audit.enabled
     ? await AuditTrail.open({
         ...config.audit,
         region: config.region,
         accountId: config.accountId,
-        sealer: await TokenSealer.open(token, true),
+        sealer: await openSealer(store, token, config.database?.nodeId),
+        nodeId: config.database?.nodeId,
         clock,
         log,
       })
@@ -164,6 +165,8 @@ export async function startDaemon(
   await scheduler.runOnce();
   const regionSchedulers = otherRegions.map((d) => new LifecycleScheduler(d, config.schedulerIntervalMs));
   for (const s of regionSchedulers) await s.runOnce();
+  // With a shared store only the leader runs jobs; the first attempt (and its tick) happens here.
+  const leadership = await startLeadership(deps, scheduler, log);
   if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
     await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
   }
@@ -172,6 +175,7 @@ export async function startDaemon(
   const credentials = new CredentialRegistry(store, secretBox, log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
   await credentials.load();
+  followCredentialChanges(store, credentials, log);
   for (const d of regions.all()) d.authz = new Authz({ store: d.store, clock, region: d.region, log }, credentials);
 
   const app = express();
@@ -223,6 +227,7 @@ export async function startDaemon(
       : undefined;
   } catch (e) {
     await Promise.all([tcp.stop(), unix.stop()]);
+    await leadership?.stop();
     token.close();
     store.close();
     throw e;
@@ -237,6 +242,7 @@ export async function startDaemon(
     (stopped ??= (async () => {
       log.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all([tcp.stop(), unix.stop(), xks?.stop()]);
+      await leadership?.stop();
       await scheduler.stop();
       for (const s of regionSchedulers) await s.stop();
       await keyStores.stop();
@@ -249,6 +255,7 @@ export async function startDaemon(
         d.store.close();
       }
       token.close();
+      await store.shared?.release();
       store.close();
       closeModules();
       log.info('stopped');

@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from './config.js';
+import { superviseWorkers, workerConfig } from './cluster/workers.js';
 import { startDaemon } from './daemon.js';
 import { isKmsError } from './errors.js';
 import { createLogger } from './log.js';
@@ -27,6 +28,9 @@ async function main(): Promise<void> {
     throw e;
   }
   const log = createLogger(config.logLevel);
+  // Several worker processes on this host (database.workers): the supervisor only forks them.
+  if (superviseWorkers(config, log)) return;
+  config = workerConfig(config);
   let daemon;
   try {
     daemon = await startDaemon(config, log);

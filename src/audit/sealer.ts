@@ -12,20 +12,26 @@ export interface Sealer {
   writeAnchor(anchor: Anchor): Promise<void>;
 }
 
+/** The token's chain head of one node's trail: one per node when several daemons share the token. */
+export const headLabelFor = (nodeId?: string): string => (nodeId ? `${HEAD_LABEL}:${nodeId}` : HEAD_LABEL);
+
 export class TokenSealer implements Sealer {
-  private constructor(private readonly token: Token) {}
+  private constructor(
+    private readonly token: Token,
+    private readonly headLabel: string,
+  ) {}
 
   /**
    * The daemon creates the audit key on first start (a 256-bit generic secret, sensitive and
    * non-extractable, usable only for HMAC). The verifier never creates it: a missing key means
    * the wrong token or a re-initialised one.
    */
-  static async open(token: Token, create: boolean): Promise<TokenSealer> {
+  static async open(token: Token, create: boolean, nodeId?: string): Promise<TokenSealer> {
     if (!(await token.hasKey(SEAL_KEY_ID))) {
       if (!create) throw new Error(`The token has no audit seal key (${SEAL_KEY_LABEL}).`);
       await token.generateHmacKey(SEAL_KEY_ID, SEAL_KEY_LABEL, 32);
     }
-    return new TokenSealer(token);
+    return new TokenSealer(token, headLabelFor(nodeId));
   }
 
   async mac(text: string): Promise<string> {
@@ -39,10 +45,10 @@ export class TokenSealer implements Sealer {
   }
 
   async readAnchor(): Promise<Anchor | undefined> {
-    return parseAnchors(await this.token.readDataObjects(HEAD_LABEL));
+    return parseAnchors(await this.token.readDataObjects(this.headLabel));
   }
 
   writeAnchor(anchor: Anchor): Promise<void> {
-    return this.token.writeDataObject(HEAD_LABEL, Buffer.from(JSON.stringify(anchor), 'utf8'));
+    return this.token.writeDataObject(this.headLabel, Buffer.from(JSON.stringify(anchor), 'utf8'));
   }
 }

@@ -27,6 +27,8 @@ export interface AuditTrailOptions {
   sealer: Sealer;
   clock: Clock;
   log: Logger;
+  /** With several daemons (README, High availability): this node's id, in every record of its own chain. */
+  nodeId?: string | undefined;
 }
 
 /** Why a file's start record says the previous file did not end cleanly (see README, "Audit trail"). */
@@ -259,7 +261,9 @@ export class AuditTrail implements Audit {
    */
   private chain(json: string): string {
     const seq = this.seq + 1;
-    const { line, hash } = withHash(`${json.slice(0, -1)},"seq":${seq},"prev":"${this.prev}"}`);
+    // With several daemons every record names its node (its own chain): README, High availability.
+    const node = this.opts.nodeId ? `,"nodeId":${JSON.stringify(this.opts.nodeId)}` : '';
+    const { line, hash } = withHash(`${json.slice(0, -1)}${node},"seq":${seq},"prev":"${this.prev}"}`);
     this.seq = seq;
     this.prev = hash;
     return line;
@@ -270,6 +274,7 @@ export class AuditTrail implements Audit {
     const body = JSON.stringify({
       eventType: RECORD_SEAL,
       eventTime: this.opts.clock.now().toISOString(),
+      nodeId: this.opts.nodeId,
       sealedThrough: this.seq,
       final,
       nextFile,

@@ -149,6 +149,44 @@ export class CredentialRegistry {
     }
   }
 
+  /**
+   * Re-reads credentials and identity policies after another daemon sharing the store changed
+   * them (src/cluster/node.ts). What takes rights away (a deleted or disabled credential, a
+   * changed policy) is applied before the first await; new secrets are unsealed afterwards.
+   */
+  async reload(): Promise<void> {
+    if (!this.store || !this.box) return;
+    const rows = new Map(this.store.listCredentials().map((c) => [c.accessKeyId, c]));
+    const policies = this.store.listIdentityPolicies();
+    this.policies.clear();
+    this.compiled.clear();
+    for (const p of policies) {
+      try {
+        this.setPolicy(p.principalArn, p.policyName, p.document);
+      } catch {
+        /* reported when it was loaded or stored */
+      }
+    }
+    const unseal: string[] = [];
+    for (const [id, e] of [...this.byAccessKey]) {
+      if (e.fromConfig) continue;
+      const row = rows.get(id);
+      if (!row) this.byAccessKey.delete(id);
+      else e.enabled = row.enabled;
+    }
+    for (const id of rows.keys()) if (!this.byAccessKey.has(id)) unseal.push(id);
+    if (unseal.length === 0) return;
+    const fresh = new CredentialRegistry(this.store, this.box, this.log);
+    await fresh.load();
+    // Deleted or disabled again while we were unsealing: the store decides.
+    const now = new Map(this.store.listCredentials().map((c) => [c.accessKeyId, c]));
+    for (const id of unseal) {
+      const e = fresh.byAccessKey.get(id);
+      const row = now.get(id);
+      if (e && row && !this.byAccessKey.has(id)) this.byAccessKey.set(id, { ...e, enabled: row.enabled });
+    }
+  }
+
   lookup(accessKeyId: string): Credential | undefined {
     const entry = this.byAccessKey.get(accessKeyId);
     if (!entry || !entry.enabled) return undefined;

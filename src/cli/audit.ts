@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AUDIT_FILE } from '../audit/chain.js';
 import { TokenSealer } from '../audit/sealer.js';
@@ -13,7 +13,9 @@ const USAGE = `usage: p11kms audit verify [--no-token] [--partial] [--json] [FIL
 Verifies audit files as one hash chain: every record's hash, the links between records and
 files, the seals (HMAC recomputed inside the token) and, against the chain head kept in the
 token, that no record was removed from the end. With no FILE, verifies every file in the
-configured audit directory (audit.dir, default <dataDir>/audit).
+configured audit directory (audit.dir, default <dataDir>/audit). With several daemons (each
+keeps its own chain, its node id in every record), a DIR may hold every node's trail, e.g. one
+subdirectory per node: each node's chain is verified against its own chain head and reported.
 
 The token is opened with the daemon's configuration: P11KMS_CONFIG, P11KMS_PKCS11_MODULE,
 P11KMS_TOKEN_LABEL and the user PIN from P11KMS_PIN, P11KMS_PIN_FILE, hsm.pin in the config
@@ -61,35 +63,68 @@ export async function auditCli(argv: string[]): Promise<number> {
   }
   let token: Token | undefined;
   try {
-    let sealer: TokenSealer | undefined;
     if (!flags.has('--no-token') && config) {
       try {
         token = Token.open({ ...config.hsm, maxSessions: 1 }, silentLogger);
-        sealer = await TokenSealer.open(token, false);
+        await TokenSealer.open(token, false);
       } catch (e) {
         process.stderr.write(`p11kms audit verify: cannot use the token: ${(e as Error).message}\n`);
         return 2;
       }
     }
-    const report = await verifyFiles(files, { sealer, partial: flags.has('--partial') });
-    process.stdout.write(flags.has('--json') ? `${JSON.stringify(report, null, 2)}\n` : format(report));
-    return report.ok ? 0 : 1;
+    // Several daemons (High availability): one chain per node, each verified against its own chain head.
+    const byNode = groupByNode(files);
+    const reports: { node: string | undefined; report: VerifyReport }[] = [];
+    for (const [node, group] of byNode) {
+      const sealer = token && (await TokenSealer.open(token, false, node));
+      reports.push({ node, report: await verifyFiles(group, { sealer, partial: flags.has('--partial') }) });
+    }
+    if (byNode.size === 1 && reports[0]!.node === undefined) {
+      const { report } = reports[0]!;
+      process.stdout.write(flags.has('--json') ? `${JSON.stringify(report, null, 2)}\n` : format(report));
+    } else if (flags.has('--json')) {
+      process.stdout.write(`${JSON.stringify({ ok: reports.every((r) => r.report.ok), nodes: reports }, null, 2)}\n`);
+    } else {
+      for (const { node, report } of reports) process.stdout.write(`node ${node ?? '(single-node trail)'}:\n${format(report)}`);
+    }
+    return reports.every((r) => r.report.ok) ? 0 : 1;
   } finally {
     token?.close();
     closeModules();
   }
 }
 
-/** Directories expand to the audit files in them; files are taken as given. */
+/** Directories expand to the audit files in them and in their subdirectories (one per node); files are taken as given. */
 function expand(args: string[]): string[] {
   return args.flatMap((a) => {
     try {
-      if (statSync(a).isDirectory()) return readdirSync(a).filter((f) => AUDIT_FILE.test(f)).sort().map((f) => join(a, f));
+      if (statSync(a).isDirectory()) {
+        const entries = readdirSync(a, { withFileTypes: true });
+        const sub = entries.filter((e) => e.isDirectory()).flatMap((e) => expand([join(a, e.name)]).filter((f) => f !== join(a, e.name)));
+        return [...entries.filter((e) => e.isFile() && AUDIT_FILE.test(e.name)).map((e) => join(a, e.name)).sort(), ...sub];
+      }
     } catch {
       /* reported by the verifier when it reads it */
     }
     return [a];
   });
+}
+
+/** Files by the node id in their first record (undefined: a single daemon's trail, or unreadable: the verifier reports it). */
+function groupByNode(files: string[]): Map<string | undefined, string[]> {
+  const groups = new Map<string | undefined, string[]>();
+  for (const f of files) {
+    let node: string | undefined;
+    try {
+      const first = readFileSync(f, 'utf8').split('\n', 1)[0] ?? '';
+      const id = (JSON.parse(first) as { nodeId?: unknown }).nodeId;
+      node = typeof id === 'string' ? id : undefined;
+    } catch {
+      /* the verifier reports it */
+    }
+    groups.set(node, [...(groups.get(node) ?? []), f]);
+  }
+  return groups;
 }
 
 function format(r: VerifyReport): string {

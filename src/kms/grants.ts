@@ -117,26 +117,30 @@ export const CreateGrant = operation(
       operations,
       constraints,
     };
-    const existing = deps.store.grantsForKey(key.keyId);
-    if (input.Name !== undefined) {
-      // A retry of the same request (same name and parameters) returns the grant it created.
-      const same = existing.find((g) => sameGrant(g, params));
-      if (same) return { GrantToken: same.token, GrantId: same.grantId };
-    }
-    if (existing.length >= grantLimits.perKey) {
-      throw Errors.limitExceeded(`A KMS key can have at most ${grantLimits.perKey} grants.`);
-    }
-    const grantId = newGrantId();
-    const grant: GrantRecord = {
-      grantId,
-      keyId: key.keyId,
-      ...params,
-      issuingAccount: key.accountId,
-      createdAt: deps.clock.now().getTime(),
-      token: newGrantToken(grantId),
-    };
-    deps.store.createGrant(grant);
-    return { GrantToken: grant.token, GrantId: grantId };
+    // One transaction from the idempotency check to the insert: with a shared store it also
+    // holds the key's grant lock, so a retry on another node finds the grant (README, High availability).
+    return deps.store.transaction(() => {
+      const existing = deps.store.grantsForKey(key.keyId);
+      if (input.Name !== undefined) {
+        // A retry of the same request (same name and parameters) returns the grant it created.
+        const same = existing.find((g) => sameGrant(g, params));
+        if (same) return { GrantToken: same.token, GrantId: same.grantId };
+      }
+      if (existing.length >= grantLimits.perKey) {
+        throw Errors.limitExceeded(`A KMS key can have at most ${grantLimits.perKey} grants.`);
+      }
+      const grantId = newGrantId();
+      const grant: GrantRecord = {
+        grantId,
+        keyId: key.keyId,
+        ...params,
+        issuingAccount: key.accountId,
+        createdAt: deps.clock.now().getTime(),
+        token: newGrantToken(grantId),
+      };
+      deps.store.createGrant(grant);
+      return { GrantToken: grant.token, GrantId: grantId };
+    });
   },
 );
 

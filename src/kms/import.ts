@@ -445,18 +445,22 @@ export async function runExpiredImportTokens(deps: KmsDeps, now: number, limit: 
  * and no row, and removes rows whose object is missing (a crash during GetParametersForImport).
  */
 export async function reconcileImportKeys(deps: KmsDeps): Promise<{ orphansDestroyed: number; rowsRemoved: number }> {
+  // Objects first, rows second (see reconcile.ts): an object listed here already has its row.
+  const objects = await deps.token.listObjects(IMPORT_LABEL_PREFIX);
   const known = deps.store.lifecycle.allImportTokenIds();
   // Regions sharing the token (issue 13) have wrapping keys of their own there.
   for (const other of deps.regions?.sharingToken(deps) ?? []) for (const id of other.store.lifecycle.allImportTokenIds()) known.add(id);
   const present = new Set<string>();
   let orphansDestroyed = 0;
   let rowsRemoved = 0;
-  for (const obj of await deps.token.listObjects(IMPORT_LABEL_PREFIX)) {
+  for (const obj of objects) {
     const id = obj.id.toString('hex');
     present.add(id);
     if (!known.has(id)) orphansDestroyed += await deps.token.destroy(obj.id);
   }
-  for (const id of known) {
+  // With a shared store a row without its object may be another node's GetParametersForImport
+  // in progress: only rows whose writer is gone are removed.
+  for (const id of deps.store.shared?.abandonedImportTokenIds() ?? known) {
     if (!present.has(id)) {
       deps.store.lifecycle.deleteImportToken(Buffer.from(id, 'hex'));
       rowsRemoved++;

@@ -4,7 +4,8 @@ import type { MetadataStore } from '../store/types.js';
  * Per-key serialisation of the lifecycle changes that await the token (rotation, import,
  * deletion of material, deletion of the key): without it two rotations could pick the same
  * version number, or a scheduled deletion could list a key's objects while a rotation adds one.
- * One daemon owns the metadata file (SQLite exclusive lock), so an in-process lock suffices.
+ * With SQLite one daemon owns the metadata file, so the in-process lock suffices; a shared store
+ * (PostgreSQL, several daemons) adds its cluster-wide lock of the key inside the in-process one.
  * Locks belong to a store, so daemons started one after another in one process never share them.
  */
 const locksByStore = new WeakMap<MetadataStore, Map<string, Promise<unknown>>>();
@@ -16,7 +17,15 @@ export async function withKeyLock<T>(store: MetadataStore, keyId: string, fn: ()
     locksByStore.set(store, locks);
   }
   const previous = locks.get(keyId) ?? Promise.resolve();
-  const run = previous.then(fn, fn);
+  const locked = async () => {
+    const unlock = await store.shared?.lockKey(keyId);
+    try {
+      return await fn();
+    } finally {
+      await unlock?.();
+    }
+  };
+  const run = previous.then(locked, locked);
   const tail = run.then(
     () => undefined,
     () => undefined,

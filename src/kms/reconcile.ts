@@ -28,12 +28,15 @@ export interface KeyStoreReconcileReport extends ReconcileReport {
  */
 export async function reconcile(deps: KmsDeps): Promise<ReconcileReport> {
   const report = await resolvePending(deps, deps.token, null);
+  // The token first, the rows second: another daemon sharing the store writes a row before its
+  // object, so every object listed here already has its row when the rows are read.
+  const objects = await deps.token.listObjects(LABEL_PREFIX);
   const known = deps.store.objectIdsIn(null);
   // An id that any row names (a custom key store's key too, or a key of another region that
   // shares this token) is never destroyed here.
   const named = objectIdsSharingToken(deps);
   const present = new Set<string>();
-  for (const obj of await deps.token.listObjects(LABEL_PREFIX)) {
+  for (const obj of objects) {
     const id = obj.id.toString('hex');
     if (!named.has(id) && !present.has(id)) {
       await deps.token.destroy(obj.id);

@@ -57,7 +57,10 @@ export class LifecycleScheduler {
   /** Runs one tick now, after any tick in progress (ticks never overlap). */
   async runOnce(): Promise<TickReport> {
     while (this.running) await this.running.catch(() => undefined);
-    if (this.stopped) return { keysDeleted: 0, materialsExpired: 0, keysRotated: 0, importTokensExpired: 0, replicasSynced: 0 };
+    // With a shared store (several daemons) only the leader runs jobs: src/cluster/leader.ts.
+    if (this.stopped || (this.deps.store.shared && !this.deps.store.shared.isLeader())) {
+      return { keysDeleted: 0, materialsExpired: 0, keysRotated: 0, importTokensExpired: 0, replicasSynced: 0 };
+    }
     const tick = this.tick();
     this.running = tick;
     try {

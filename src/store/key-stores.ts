@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlDriver } from './sql-driver.js';
 import type { Page } from './page.js';
 
 /**
@@ -70,8 +70,7 @@ const COLUMNS: Record<keyof CustomKeyStorePatch, string> = {
 export class SqliteKeyStoreTable implements KeyStoreTable {
   private readonly stmt;
 
-  constructor(private readonly db: Database.Database) {
-    db.exec(KEY_STORES_SCHEMA);
+  constructor(private readonly db: SqlDriver) {
     this.stmt = {
       get: db.prepare('SELECT * FROM custom_key_stores WHERE id = ?'),
       getByName: db.prepare('SELECT * FROM custom_key_stores WHERE account_id = ? AND name = ?'),

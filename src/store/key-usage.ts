@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlDriver } from './sql-driver.js';
 
 /**
  * GetKeyLastUsage (issue #12): the last successful cryptographic operation per key, and the date
@@ -49,17 +49,17 @@ export class SqliteKeyUsageTable implements KeyUsageTable {
   private readonly stmt;
   private start: number | undefined;
 
-  constructor(private readonly db: Database.Database) {
-    db.exec(KEY_USAGE_SCHEMA);
+  constructor(private readonly db: SqlDriver) {
     this.stmt = {
       get: db.prepare('SELECT * FROM key_last_usage WHERE key_id = ?'),
       all: db.prepare('SELECT * FROM key_last_usage ORDER BY key_id'),
       put: db.prepare(`INSERT INTO key_last_usage (key_id, operation, used_at, event_id, request_id)
-        SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM keys WHERE key_id = ?)
+        SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT) WHERE EXISTS (SELECT 1 FROM keys WHERE key_id = ?)
         ON CONFLICT(key_id) DO UPDATE SET operation = excluded.operation, used_at = excluded.used_at,
           event_id = excluded.event_id, request_id = excluded.request_id
         WHERE excluded.used_at >= key_last_usage.used_at`),
-      setStart: db.prepare("INSERT OR IGNORE INTO store_meta (name, value) VALUES ('key_usage_tracking_start', ?)"),
+      // Common SQL (SQLite and PostgreSQL, src/store/sql-driver.ts): ON CONFLICT DO NOTHING, typed parameters.
+      setStart: db.prepare("INSERT INTO store_meta (name, value) VALUES ('key_usage_tracking_start', ?) ON CONFLICT(name) DO NOTHING"),
       getStart: db.prepare("SELECT value FROM store_meta WHERE name = 'key_usage_tracking_start'").pluck(),
     };
   }

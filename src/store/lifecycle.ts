@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlDriver } from './sql-driver.js';
 
 /**
  * Metadata of the key lifecycle (rotation, scheduled deletion, imported key material). Kept in
@@ -170,8 +170,7 @@ const toToken = (r: TokenRow): ImportTokenRecord => ({
 export class SqliteLifecycleStore implements LifecycleStore {
   private readonly stmt;
 
-  constructor(db: Database.Database) {
-    db.exec(LIFECYCLE_SCHEMA);
+  constructor(db: SqlDriver) {
     this.stmt = {
       getRotation: db.prepare('SELECT * FROM key_rotation WHERE key_id = ?'),
       putRotation: db.prepare(`INSERT INTO key_rotation VALUES (@key_id,@enabled,@period_days,@anchor_at,@next_rotation_at)
@@ -199,7 +198,9 @@ export class SqliteLifecycleStore implements LifecycleStore {
       deleteToken: db.prepare('DELETE FROM import_tokens WHERE token_id = ?'),
       dueDeletions: db.prepare(`SELECT key_id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?
         ORDER BY deletion_date LIMIT ?`).pluck(),
-      recordDeletion: db.prepare('INSERT OR REPLACE INTO key_deletions VALUES (?,?,?,?,?,?,?)'),
+      recordDeletion: db.prepare(`INSERT INTO key_deletions VALUES (?,?,?,?,?,?,?) ON CONFLICT(key_id) DO UPDATE SET
+        arn = excluded.arn, account_id = excluded.account_id, origin = excluded.origin, scheduled_for = excluded.scheduled_for,
+        deleted_at = excluded.deleted_at, objects_destroyed = excluded.objects_destroyed`),
       getDeletion: db.prepare('SELECT * FROM key_deletions WHERE key_id = ?'),
     };
   }

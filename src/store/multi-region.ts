@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlDriver } from './sql-driver.js';
 
 /**
  * Multi-Region keys (issue 13): each copy of a Multi-Region key (primary or replica) has one row
@@ -58,11 +58,11 @@ export class SqliteMultiRegionTable implements MultiRegionTable {
   private readonly primariesStmt;
   private readonly pending;
 
-  constructor(db: Database.Database) {
-    db.exec(MULTI_REGION_SCHEMA);
+  /** The schema is created with the store's (sqlite.ts; PostgreSQL: migration 3). */
+  constructor(db: SqlDriver) {
     this.getStmt = db.prepare('SELECT * FROM multi_region_keys WHERE key_id = ?');
     this.pending = {
-      put: db.prepare('INSERT OR REPLACE INTO pending_replicas VALUES (?,?,?)'),
+      put: db.prepare('INSERT INTO pending_replicas VALUES (?,?,?) ON CONFLICT(key_id, region) DO UPDATE SET creation = excluded.creation'),
       get: db.prepare('SELECT creation FROM pending_replicas WHERE key_id = ? AND region = ?').pluck(),
       delete: db.prepare('DELETE FROM pending_replicas WHERE key_id = ? AND region = ?'),
     };

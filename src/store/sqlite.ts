@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
 import { Errors } from '../errors.js';
-import { SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
-import { SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
-import { SqliteKeyUsageTable, type KeyUsageTable } from './key-usage.js';
-import { SqliteMultiRegionTable, type MultiRegionTable } from './multi-region.js';
+import { LIFECYCLE_SCHEMA, SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
+import { KEY_STORES_SCHEMA, SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
+import { KEY_USAGE_SCHEMA, SqliteKeyUsageTable, type KeyUsageTable } from './key-usage.js';
+import { MULTI_REGION_SCHEMA, SqliteMultiRegionTable, type MultiRegionTable } from './multi-region.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
+import type { SqlDriver } from './sql-driver.js';
 import type {
   AliasRecord, KeyMaterialRecord, KeyPatch, KeyRecord, MetadataStore, Page, Tag,
 } from './types.js';
@@ -82,7 +83,7 @@ CREATE INDEX IF NOT EXISTS grants_by_key ON grants(key_id, grant_id);
 CREATE INDEX IF NOT EXISTS grants_by_retiring ON grants(retiring_principal, grant_id);
 `;
 
-interface KeyRow {
+export interface KeyRow {
   key_id: string; arn: string; account_id: string; region: string; created_at: number;
   description: string; key_usage: string; key_spec: string; origin: string; key_manager: string;
   state: string; policy: string; current_version: number; deletion_date: number | null; custom_key_store_id: string | null;
@@ -90,9 +91,9 @@ interface KeyRow {
 interface MaterialRow {
   key_id: string; version: number; material_id: string; object_id: Buffer; state: string; created_at: number;
 }
-interface AliasRow { account_id: string; alias_name: string; key_id: string; created_at: number; updated_at: number }
+export interface AliasRow { account_id: string; alias_name: string; key_id: string; created_at: number; updated_at: number }
 
-const toKey = (r: KeyRow): KeyRecord => ({
+export const toKey = (r: KeyRow): KeyRecord => ({
   keyId: r.key_id, arn: r.arn, accountId: r.account_id, region: r.region, createdAt: r.created_at,
   description: r.description, keyUsage: r.key_usage, keySpec: r.key_spec, origin: r.origin,
   keyManager: r.key_manager as KeyRecord['keyManager'], state: r.state as KeyRecord['state'],
@@ -109,9 +110,28 @@ const toMaterial = (r: MaterialRow): KeyMaterialRecord => ({
   keyId: r.key_id, version: r.version, materialId: r.material_id, objectId: r.object_id,
   state: r.state as KeyMaterialRecord['state'], createdAt: r.created_at,
 });
-const toAlias = (r: AliasRow): AliasRecord => ({
+export const toAlias = (r: AliasRow): AliasRecord => ({
   accountId: r.account_id, aliasName: r.alias_name, keyId: r.key_id, createdAt: r.created_at, updatedAt: r.updated_at,
 });
+
+/** Opens the SQLite file: WAL, synchronous commits, exclusive lock, schema created or brought up to date. */
+function openSqlite(path: string): SqlDriver {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('locking_mode = EXCLUSIVE');
+  db.exec(SCHEMA);
+  // Databases made before custom key stores (issue #6) lack the column; CREATE TABLE IF NOT EXISTS keeps them as they are.
+  const keyColumns = (db.pragma('table_info(keys)') as { name: string }[]).map((c) => c.name);
+  if (!keyColumns.includes('custom_key_store_id')) db.exec('ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT');
+  db.exec('CREATE INDEX IF NOT EXISTS keys_by_key_store ON keys(custom_key_store_id) WHERE custom_key_store_id IS NOT NULL');
+  db.exec(LIFECYCLE_SCHEMA);
+  db.exec(KEY_STORES_SCHEMA);
+  db.exec(KEY_USAGE_SCHEMA);
+  db.exec(MULTI_REGION_SCHEMA);
+  return db as unknown as SqlDriver;
+}
 
 /** Page markers are the last item's sort key, base64url-encoded so callers treat them as opaque. */
 const encodeMarker = (s: string): string => Buffer.from(s, 'utf8').toString('base64url');
@@ -131,26 +151,18 @@ const KEY_COLUMNS: Record<keyof KeyPatch, string> = {
  * the file. Being the only writer lets us cache key and version rows in memory, write-through.
  */
 export class SqliteStore implements MetadataStore {
-  private readonly db: Database.Database;
-  private readonly keyCache = new Map<string, KeyRecord>();
-  private readonly materialCache = new Map<string, KeyMaterialRecord>();
+  protected readonly db: SqlDriver;
+  protected readonly keyCache = new Map<string, KeyRecord>();
+  protected readonly materialCache = new Map<string, KeyMaterialRecord>();
   private readonly stmt;
   readonly lifecycle: LifecycleStore;
   readonly keyStores: KeyStoreTable;
   readonly keyUsage: KeyUsageTable;
   readonly multiRegion: MultiRegionTable;
 
-  constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('locking_mode = EXCLUSIVE');
-    this.db.exec(SCHEMA);
-    // Databases made before custom key stores (issue #6) lack the column; CREATE TABLE IF NOT EXISTS keeps them as they are.
-    const keyColumns = (this.db.pragma('table_info(keys)') as { name: string }[]).map((c) => c.name);
-    if (!keyColumns.includes('custom_key_store_id')) this.db.exec('ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT');
-    this.db.exec('CREATE INDEX IF NOT EXISTS keys_by_key_store ON keys(custom_key_store_id) WHERE custom_key_store_id IS NOT NULL');
+  /** A file path opens SQLite; a driver (src/store/pg) runs the same statements on another engine. */
+  constructor(source: string | SqlDriver) {
+    this.db = typeof source === 'string' ? openSqlite(source) : source;
     const d = this.db;
     this.stmt = {
       insertKey: d.prepare(`INSERT INTO keys (key_id, arn, account_id, region, created_at, description, key_usage, key_spec,
@@ -177,7 +189,7 @@ export class SqliteStore implements MetadataStore {
       insertAlias: d.prepare('INSERT INTO aliases VALUES (?,?,?,?,?)'),
       updateAlias: d.prepare('UPDATE aliases SET key_id = ?, updated_at = ? WHERE account_id = ? AND alias_name = ?'),
       deleteAlias: d.prepare('DELETE FROM aliases WHERE account_id = ? AND alias_name = ?'),
-      getTags: d.prepare('SELECT tag_key AS TagKey, tag_value AS TagValue FROM tags WHERE key_id = ? ORDER BY tag_key'),
+      getTags: d.prepare('SELECT tag_key AS "TagKey", tag_value AS "TagValue" FROM tags WHERE key_id = ? ORDER BY tag_key'),
       putTag: d.prepare(
         'INSERT INTO tags VALUES (?,?,?) ON CONFLICT(key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value'),
       removeTag: d.prepare('DELETE FROM tags WHERE key_id = ? AND tag_key = ?'),
@@ -188,7 +200,7 @@ export class SqliteStore implements MetadataStore {
     this.multiRegion = new SqliteMultiRegionTable(d);
   }
 
-  private tx<T>(fn: () => T): T {
+  protected tx<T>(fn: () => T): T {
     return this.db.transaction(fn)();
   }
 
@@ -209,13 +221,19 @@ export class SqliteStore implements MetadataStore {
     this.materialCache.delete(`${keyId}:${version}`);
   }
 
+  /** Whether the write-through caches may answer (a shared database says when: src/store/pg/store.ts). */
+  protected get cacheTrusted(): boolean {
+    return true;
+  }
+
   getKey(keyId: string): KeyRecord | undefined {
-    const cached = this.keyCache.get(keyId);
+    const trusted = this.cacheTrusted;
+    const cached = trusted ? this.keyCache.get(keyId) : undefined;
     if (cached) return cached;
     const row = this.stmt.getKey.get(keyId) as KeyRow | undefined;
     if (!row) return undefined;
     const key = toKey(row);
-    this.keyCache.set(keyId, key);
+    if (trusted) this.keyCache.set(keyId, key);
     return key;
   }
 
@@ -254,12 +272,13 @@ export class SqliteStore implements MetadataStore {
 
   getMaterial(keyId: string, version: number): KeyMaterialRecord | undefined {
     const cacheKey = `${keyId}:${version}`;
-    const cached = this.materialCache.get(cacheKey);
+    const trusted = this.cacheTrusted;
+    const cached = trusted ? this.materialCache.get(cacheKey) : undefined;
     if (cached) return cached;
     const row = this.stmt.getMaterial.get(keyId, version) as MaterialRow | undefined;
     if (!row) return undefined;
     const m = toMaterial(row);
-    if (m.state === 'active') this.materialCache.set(cacheKey, m);
+    if (m.state === 'active' && trusted) this.materialCache.set(cacheKey, m);
     return m;
   }
 
@@ -368,7 +387,7 @@ export class SqliteStore implements MetadataStore {
 
   // ---- Authorization (issue #3): credentials, identity policies, grants ----
 
-  private readonly grantCache = new Map<string, readonly GrantRecord[]>();
+  protected readonly grantCache = new Map<string, readonly GrantRecord[]>();
   private authzStmts?: ReturnType<SqliteStore['prepareAuthz']>;
 
   private prepareAuthz() {
@@ -387,7 +406,8 @@ export class SqliteStore implements MetadataStore {
       grantsForKey: d.prepare('SELECT * FROM grants WHERE key_id = ? ORDER BY grant_id'),
       getGrant: d.prepare('SELECT * FROM grants WHERE grant_id = ?'),
       listGrants: d.prepare(`SELECT * FROM grants WHERE key_id = @key AND grant_id > @after
-        AND (@grant IS NULL OR grant_id = @grant) AND (@grantee IS NULL OR grantee_principal = @grantee)
+        AND (CAST(@grant AS TEXT) IS NULL OR grant_id = @grant)
+        AND (CAST(@grantee AS TEXT) IS NULL OR grantee_principal = @grantee)
         ORDER BY grant_id LIMIT @limit`),
       listRetirable: d.prepare(
         'SELECT * FROM grants WHERE retiring_principal = ? AND grant_id > ? ORDER BY grant_id LIMIT ?'),
@@ -438,10 +458,11 @@ export class SqliteStore implements MetadataStore {
   }
 
   grantsForKey(keyId: string): readonly GrantRecord[] {
-    let grants = this.grantCache.get(keyId);
+    const trusted = this.cacheTrusted;
+    let grants = trusted ? this.grantCache.get(keyId) : undefined;
     if (!grants) {
       grants = Object.freeze((this.a.grantsForKey.all(keyId) as GrantRow[]).map(toGrant));
-      this.grantCache.set(keyId, grants);
+      if (trusted) this.grantCache.set(keyId, grants);
     }
     return grants;
   }

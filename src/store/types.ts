@@ -70,6 +70,33 @@ export type { Page };
 
 export type KeyPatch = Partial<Pick<KeyRecord, 'description' | 'state' | 'policy' | 'currentVersion' | 'deletionDate'>>;
 
+/** A row that changed, as the change feed of a shared store names it (entity '*': anything may have). */
+export interface StoreChange {
+  seq: number;
+  /** The table: keys, key_materials, aliases, grants, credentials, identity_policies, custom_key_stores. */
+  entity: string;
+  /** The row's key (key id, access key id, principal ARN, store id, account/alias name). */
+  ref: string;
+}
+
+/** What a store shared by several daemons (PostgreSQL) adds: cluster-wide locks, leadership, change feed. */
+export interface SharedStore {
+  /** This daemon process's id in the cluster (unique per start). */
+  instanceId: string;
+  /** Serialises one key's lifecycle changes across nodes; resolves to the unlock function. */
+  lockKey(keyId: string): Promise<() => Promise<void>>;
+  /** Tries to become the node that runs background jobs; true while it is. */
+  tryLead(): Promise<boolean>;
+  isLeader(): boolean;
+  /** The caches are confirmed current (the change feed answered recently). */
+  fresh(): boolean;
+  onChange(listener: (change: StoreChange) => void): void;
+  /** Import-token rows whose writer is gone (hex ids): reconciliation may remove those without an object. */
+  abandonedImportTokenIds(): Set<string>;
+  /** Ends the cluster link: PostgreSQL frees this instance's locks (leader, keys, pending rows). */
+  release(): Promise<void>;
+}
+
 /**
  * The storage interface. SQLite implements it now; a PostgreSQL backend can implement it
  * later. Every method is a single transaction.
@@ -110,6 +137,8 @@ export interface MetadataStore {
   countKeysByState?(): Record<string, number>;
 
   close(): void;
+  /** Present when several daemons share the store (src/store/pg); absent for SQLite (one daemon owns the file). */
+  readonly shared?: SharedStore | undefined;
 
   // ── Key lifecycle (issue #4): rotation, deletion, imported key material ──
   /** Rotation settings, material history and import tokens, in side tables (src/store/lifecycle.ts). */

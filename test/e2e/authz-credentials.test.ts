@@ -5,7 +5,7 @@
  */
 import { DescribeKeyCommand, ListKeysCommand } from '@aws-sdk/client-kms';
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import { CREDENTIALS_KEK_LABEL } from '../../src/kms/secret-box.js';
 import { adminCall, runCredentialsCli } from '../../src/cli/credentials.js';
 import { startDaemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
-import { ACCOUNT as A, ADMIN, client, failure, startHarness, type Harness } from '../helpers/daemon.js';
+import { ACCOUNT as A, ADMIN, client, failure, startHarness, storedBytes, type Harness } from '../helpers/daemon.js';
 import { inspectToken } from '../helpers/inspect.js';
 import { OTHER_ACCOUNT as B } from '../helpers/principals.js';
 
@@ -71,14 +71,8 @@ describe('p11kms credentials', () => {
   });
 
   it('secrets are sealed under a non-extractable key in the token, never stored in clear', async () => {
-    // The database file and its write-ahead log, wherever the row currently is.
-    const bytes = Buffer.concat(['metadata.sqlite', 'metadata.sqlite-wal'].map((file) => {
-      try {
-        return readFileSync(join(h.config.dataDir, file));
-      } catch {
-        return Buffer.alloc(0);
-      }
-    }));
+    // The database file and its write-ahead log, wherever the row currently is (or the PostgreSQL database).
+    const bytes = storedBytes(h.config);
     expect(bytes.includes(Buffer.from(created.AccessKeyId))).toBe(true);
     expect(bytes.includes(Buffer.from(created.SecretAccessKey))).toBe(false);
     expect(bytes.includes(Buffer.from(created.SecretAccessKey, 'base64'))).toBe(false);

@@ -4,10 +4,10 @@ import {
   EnableKeyRotationCommand, EncryptCommand, GenerateDataKeyCommand, GenerateRandomCommand, ScheduleKeyDeletionCommand,
   UpdateCustomKeyStoreCommand, type KMSClient,
 } from '@aws-sdk/client-kms';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { failure, ManualClock, startHarness, type Harness } from '../helpers/daemon.js';
+import { failure, ManualClock, startHarness, storedBytes, type Harness } from '../helpers/daemon.js';
 import { inspectToken } from '../helpers/inspect.js';
 import { advance, DAY, restart, syncClock } from '../helpers/lifecycle.js';
 import { createPrincipal } from '../helpers/principals.js';
@@ -109,17 +109,9 @@ describe('CreateCustomKeyStore and DescribeCustomKeyStores', () => {
     expect((await failure(create('another', ONE, one.userPin))).name).toBe('CloudHsmClusterInUseException');
     storeTwo = (await create('store two', TWO, two.userPin)).CustomKeyStoreId!;
 
-    const files = ['metadata.sqlite', 'metadata.sqlite-wal'].map((f) => join(h.config.dataDir, f));
-    for (const f of files) {
-      let bytes: Buffer;
-      try {
-        bytes = readFileSync(f);
-      } catch {
-        continue;
-      }
-      expect(bytes.includes(Buffer.from(one.userPin))).toBe(false);
-      expect(bytes.includes(Buffer.from(two.userPin))).toBe(false);
-    }
+    const bytes = storedBytes(h.config);
+    expect(bytes.includes(Buffer.from(one.userPin))).toBe(false);
+    expect(bytes.includes(Buffer.from(two.userPin))).toBe(false);
   });
 
   it('describes by id, by name and in pages; unknown ids and names, and bad markers, are refused', async () => {

@@ -4,6 +4,8 @@ import { ManualClock, systemClock, type Clock } from '../../src/clock.js';
 import { DEV_ADMIN_ACCESS_KEY_ID, DEV_ADMIN_SECRET_ACCESS_KEY, loadConfig, type Config } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
+import { readFileSync } from 'node:fs';
+import { databaseBytes, databaseNameFor, sharedPgCluster, testStoreIsPostgres } from './postgres.js';
 import { createTempToken, SOFTHSM_MODULE, type TempToken } from './softhsm.js';
 
 export const ADMIN = { accessKeyId: DEV_ADMIN_ACCESS_KEY_ID, secretAccessKey: DEV_ADMIN_SECRET_ACCESS_KEY };
@@ -19,8 +21,14 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
+/** With P11KMS_TEST_STORE=postgres each token gets its own PostgreSQL database (the same one on restart). */
+export function testStoreEnv(token: TempToken): Record<string, string> {
+  return testStoreIsPostgres ? { P11KMS_DATABASE_URL: sharedPgCluster().createDatabase(databaseNameFor(token.dir)) } : {};
+}
+
 export function testConfig(token: TempToken, env: Record<string, string> = {}): Config {
   return loadConfig({
+    ...testStoreEnv(token),
     P11KMS_DATA_DIR: join(token.dir, 'data'),
     P11KMS_PORT: '0',
     P11KMS_PKCS11_MODULE: SOFTHSM_MODULE,
@@ -49,6 +57,18 @@ export async function startHarness(
       token.cleanup();
     },
   };
+}
+
+/** What the metadata store holds on disk, as bytes (SQLite file and WAL, or a PostgreSQL dump): to prove no secret is in clear. */
+export function storedBytes(config: Config): Buffer {
+  if (config.database) return databaseBytes(config.database.url.reveal());
+  return Buffer.concat(['metadata.sqlite', 'metadata.sqlite-wal'].map((file) => {
+    try {
+      return readFileSync(join(config.dataDir, file));
+    } catch {
+      return Buffer.alloc(0);
+    }
+  }));
 }
 
 export function client(endpoint: string, credentials = ADMIN): KMSClient {

@@ -1,0 +1,237 @@
+import { randomBytes } from 'node:crypto';
+import { Errors } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { SqliteStore, toAlias, type AliasRow } from '../sqlite.js';
+import type { GrantRecord } from '../authz-records.js';
+import type { AliasRecord, KeyMaterialRecord, MetadataStore, SharedStore, StoreChange } from '../types.js';
+import { ClusterLink } from './cluster-link.js';
+import { PgDriver } from './driver.js';
+import { migrate } from './migrations.js';
+import { PgError, SyncPg } from './sync-client.js';
+
+/**
+ * The metadata store on PostgreSQL, for several daemons sharing one database.
+ *
+ * It is the SQL store of src/store/sqlite.ts running on a PostgreSQL driver (same statements,
+ * same row mapping), plus what sharing needs:
+ * - Caches that another node's write invalidates: the change feed (cluster-link.ts) names each
+ *   changed row; key, version, grant and alias caches drop it, and subscribers (credentials,
+ *   custom key stores) reload it. While the feed is not confirmed (staleMs), nothing is served
+ *   from cache: reads go to the database, and fail with 503 when it is away.
+ * - Inside a transaction, reads always go to the database.
+ * - Pending version rows belong to the daemon instance that wrote them; reconciliation sees only
+ *   those whose instance is gone (its advisory lock is free), never another node's work.
+ * - Conflicting writes from two nodes end as AWS ends them (a second alias of one name:
+ *   AlreadyExistsException), never as a raw database error.
+ */
+
+const GRANT_LOCK_NS = 0x70316b04;
+/** The namespace of the instance locks that cluster-link.ts takes (NS_INSTANCE). */
+const INSTANCE_LOCK_NS = 0x70316b03;
+
+export interface PgStoreOptions {
+  url: string;
+  /** This node's name (audit, logs); the instance id below is unique per process start. */
+  nodeId: string;
+  log: Logger;
+  queryTimeoutMs?: number;
+  pollMs?: number;
+  staleMs?: number;
+}
+
+export type ChangeListener = (change: StoreChange) => void;
+
+export class PgStore extends SqliteStore implements MetadataStore {
+  readonly instanceId: string;
+  private readonly aliasCache = new Map<string, AliasRecord>();
+  private readonly listeners: ChangeListener[] = [];
+  private link!: ClusterLink;
+
+  private constructor(
+    private readonly driver: PgDriver,
+    instanceId: string,
+  ) {
+    super(driver);
+    this.instanceId = instanceId;
+  }
+
+  static async open(opts: PgStoreOptions): Promise<PgStore> {
+    const instanceId = `${opts.nodeId.replace(/[^\w.-]/g, '_')}.${randomBytes(6).toString('hex')}`;
+    const queryTimeoutMs = opts.queryTimeoutMs ?? 3000;
+    const connectTimeoutMs = Math.min(queryTimeoutMs, 2000);
+    const url = withInstance(opts.url, instanceId);
+    const pg = new SyncPg({ url, queryTimeoutMs, connectTimeoutMs, applicationName: `p11kms ${instanceId}` });
+    try {
+      const { from, to } = migrate(pg);
+      if (from !== to) opts.log.info({ from, to }, 'metadata database schema migrated');
+    } catch (e) {
+      pg.close();
+      throw e;
+    }
+    const store = new PgStore(new PgDriver(pg), instanceId);
+    store.link = new ClusterLink({
+      url: opts.url, instanceId, pollMs: opts.pollMs ?? 200, staleMs: opts.staleMs ?? 1000, connectTimeoutMs,
+      log: opts.log, onChange: (c) => store.applyChange(c), onGap: () => store.flushCaches(),
+    });
+    try {
+      await store.link.start();
+    } catch (e) {
+      await store.link.close();
+      pg.close();
+      throw e;
+    }
+    return store;
+  }
+
+  /** Cluster-wide locks, leadership and the change feed (MetadataStore.shared). */
+  get shared(): SharedStore {
+    const link = this.link;
+    return {
+      instanceId: this.instanceId,
+      lockKey: async (keyId) => {
+        const unlock = await link.lockKey(keyId);
+        // Whatever the lock's previous holder changed is read from the database, not a cache.
+        this.forgetKey(keyId);
+        return unlock;
+      },
+      tryLead: () => link.tryLead(),
+      isLeader: () => link.isLeader,
+      fresh: () => link.fresh,
+      onChange: (l) => this.onChange(l),
+      abandonedImportTokenIds: () => this.abandonedImportTokenIds(),
+      release: () => link.close(),
+    };
+  }
+
+  private forgetKey(keyId: string): void {
+    this.applyChange({ seq: 0, entity: 'keys', ref: keyId });
+    this.applyChange({ seq: 0, entity: 'key_materials', ref: keyId });
+    this.applyChange({ seq: 0, entity: 'grants', ref: keyId });
+  }
+
+  protected override get cacheTrusted(): boolean {
+    return !this.driver.inTransaction && this.link.fresh;
+  }
+
+  /** Called for every change any node makes to a cached table (this node's own included). */
+  onChange(listener: ChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  private applyChange(c: StoreChange): void {
+    switch (c.entity) {
+      case 'keys':
+        this.keyCache.delete(c.ref);
+        break;
+      case 'key_materials':
+        for (const k of this.materialCache.keys()) if (k.startsWith(`${c.ref}:`)) this.materialCache.delete(k);
+        break;
+      case 'grants':
+        this.grantCache.delete(c.ref);
+        break;
+      case 'aliases':
+        this.aliasCache.delete(c.ref);
+        break;
+    }
+    for (const l of this.listeners) {
+      try {
+        l(c);
+      } catch {
+        /* a subscriber's failure must not stop the feed */
+      }
+    }
+  }
+
+  private flushCaches(): void {
+    this.keyCache.clear();
+    this.materialCache.clear();
+    this.grantCache.clear();
+    this.aliasCache.clear();
+    for (const l of this.listeners) {
+      try {
+        l({ seq: 0, entity: '*', ref: '' });
+      } catch {
+        /* as above */
+      }
+    }
+  }
+
+  override getAlias(accountId: string, aliasName: string): AliasRecord | undefined {
+    const ref = `${accountId}/${aliasName}`;
+    const trusted = this.cacheTrusted;
+    const hit = trusted ? this.aliasCache.get(ref) : undefined;
+    if (hit) return hit;
+    const row = this.db.prepare('SELECT * FROM aliases WHERE account_id = ? AND alias_name = ?').get(accountId, aliasName) as
+      | AliasRow
+      | undefined;
+    const alias = row && toAlias(row);
+    if (alias && trusted) this.aliasCache.set(ref, alias);
+    return alias;
+  }
+
+  override createAlias(a: AliasRecord): void {
+    try {
+      super.createAlias(a);
+    } catch (e) {
+      // Another node created the same name between our check and our insert.
+      if (e instanceof PgError && e.code === '23505') {
+        const region = this.getKey(a.keyId)?.region ?? '';
+        throw Errors.alreadyExists(`An alias with the name arn:aws:kms:${region}:${a.accountId}:${a.aliasName} already exists`);
+      }
+      throw e;
+    }
+  }
+
+  /** Inside a transaction (CreateGrant's idempotency check), the key's grant list is locked until commit. */
+  override grantsForKey(keyId: string): readonly GrantRecord[] {
+    if (this.driver.inTransaction) this.db.prepare(`SELECT pg_advisory_xact_lock(${GRANT_LOCK_NS}, hashtext(?))`).get(keyId);
+    return super.grantsForKey(keyId);
+  }
+
+  override addPendingMaterial(m: KeyMaterialRecord): void {
+    try {
+      super.addPendingMaterial(m);
+    } catch (e) {
+      if (e instanceof PgError && e.code === '23505') {
+        throw Errors.conflict('Another change of this key is in progress; try again.');
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Pending rows whose writer is gone: its instance lock is free (the process ended, or its
+   * database connection did). pg_try_advisory_xact_lock takes the lock only for this statement.
+   */
+  override listPendingMaterials(): KeyMaterialRecord[] {
+    const abandoned = this.db
+      .prepare(`SELECT key_id, version FROM key_materials WHERE state = 'pending' AND (owner IS NULL OR
+        (owner <> ? AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(owner))))`)
+      .all(this.instanceId) as { key_id: string; version: number }[];
+    const wanted = new Set(abandoned.map((r) => `${r.key_id}:${r.version}`));
+    return super.listPendingMaterials().filter((m) => wanted.has(`${m.keyId}:${m.version}`));
+  }
+
+  private abandonedImportTokenIds(): Set<string> {
+    const rows = this.db
+      .prepare(`SELECT token_id FROM import_tokens WHERE owner IS NULL OR
+        (owner <> ? AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(owner)))`)
+      .pluck()
+      .all(this.instanceId) as Buffer[];
+    return new Set(rows.map((b) => b.toString('hex')));
+  }
+
+  override close(): void {
+    void this.link.close();
+    super.close();
+  }
+}
+
+/** The instance id travels as a session setting, so that rows can default to their writer. */
+function withInstance(url: string, instanceId: string): string {
+  const u = new URL(url);
+  const options = `-c p11kms.instance=${instanceId}`;
+  const previous = u.searchParams.get('options');
+  u.searchParams.set('options', previous ? `${previous} ${options}` : options);
+  return u.toString();
+}
