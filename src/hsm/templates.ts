@@ -66,9 +66,10 @@ export class KeyTemplates {
 
   /**
    * A token RSA private key that can only unwrap: sensitive, never extractable (the wrapping
-   * key of an import, verbs/wrap.ts; a peer receive key, peer-keys.ts).
+   * key of an import, verbs/wrap.ts; a peer receive key, peer-keys.ts). `rawDecrypt` adds raw RSA
+   * decryption, for a wrapping key whose OAEP the daemon decodes (needsRawOaep).
    */
-  unwrapOnlyRsaPrivate(id: Buffer, label: string): pkcs11js.Template {
+  unwrapOnlyRsaPrivate(id: Buffer, label: string, rawDecrypt = false): pkcs11js.Template {
     const t: pkcs11js.Template = [
       { type: pkcs11js.CKA_ID, value: id },
       { type: pkcs11js.CKA_LABEL, value: label },
@@ -77,7 +78,7 @@ export class KeyTemplates {
       { type: pkcs11js.CKA_SENSITIVE, value: true },
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
       { type: pkcs11js.CKA_UNWRAP, value: true },
-      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_DECRYPT, value: rawDecrypt },
       { type: pkcs11js.CKA_SIGN, value: false },
       { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
       { type: pkcs11js.CKA_DERIVE, value: false },

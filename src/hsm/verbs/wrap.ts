@@ -173,21 +173,7 @@ export class WrapVerbs {
    */
   generateRsaWrappingKeyPair(id: Buffer, label: string, modulusBits: number, rawDecrypt = false): Promise<Buffer> {
     return this.core.run(async (s) => {
-      const privateTemplate: pkcs11js.Template = [
-        { type: pkcs11js.CKA_ID, value: id },
-        { type: pkcs11js.CKA_LABEL, value: label },
-        { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_SENSITIVE, value: true },
-        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-        { type: pkcs11js.CKA_UNWRAP, value: true },
-        // Raw RSA decryption only for a wrapping key whose OAEP the daemon decodes (needsRawOaep).
-        { type: pkcs11js.CKA_DECRYPT, value: rawDecrypt },
-        { type: pkcs11js.CKA_SIGN, value: false },
-        { type: pkcs11js.CKA_SIGN_RECOVER, value: false },
-        { type: pkcs11js.CKA_DERIVE, value: false },
-      ];
-      if (this.core.opts.modifiableFalse) privateTemplate.push({ type: pkcs11js.CKA_MODIFIABLE, value: false });
+      const privateTemplate = this.core.templates.unwrapOnlyRsaPrivate(id, label, rawDecrypt);
       const pair = await this.core.p.C_GenerateKeyPairAsync(
         s,
         { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
