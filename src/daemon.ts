@@ -21,7 +21,7 @@ import type { Config } from './config.js';
 import { closeModules } from './hsm/module.js';
 import { Token } from './hsm/token.js';
 import type { KmsDeps } from './kms/context.js';
-import { readiness } from './kms/health.js';
+import { databaseHealth, readiness } from './kms/health.js';
 import { KeyStoreRegistry } from './kms/key-store-registry.js';
 import { reconcile, type ReconcileReport } from './kms/reconcile.js';
 import { auditInRegion, RegionDirectory } from './kms/regions.js';
@@ -176,7 +176,7 @@ export async function startDaemon(
   if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
     await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
   }
-  if (config.metrics.enabled) bindMetrics({ token, store, audit: trail && (() => trail.status()), keyStores });
+  if (config.metrics.enabled) bindMetrics({ token, store, audit: trail && (() => trail.status()), keyStores, database: () => databaseHealth(store) });
 
   const credentials = new CredentialRegistry(store, secretBox, log);
   credentials.addRoot(config.accountId, config.admin.accessKeyId, config.admin.secretAccessKey);
@@ -191,7 +191,8 @@ export async function startDaemon(
     res.setHeader('x-amzn-RequestId', randomUUID());
     next();
   });
-  app.use(healthRouter(() => readiness(token, keyStores)));
+  const ready = () => readiness(token, keyStores, { store, audit: trail });
+  app.use(healthRouter(ready));
   if (config.metrics.enabled) app.use(metricsRouter(config.metrics.bearerToken));
   app.use((_req, res) => {
     res.status(404).json({ __type: 'UnknownOperationException', message: 'No such resource. The AWS KMS API is served at POST /.' });
@@ -225,7 +226,7 @@ export async function startDaemon(
   unixApp.set('etag', false);
   unixApp.use(adminRouter({ credentials, defaultAccountId: config.accountId, log, audit }));
   unixApp.use(statusRouter({
-    readiness: () => readiness(token, keyStores), audit: () => trail?.status() ?? { enabled: false }, startedAt, listeners: () => listeners,
+    readiness: ready, audit: () => trail?.status() ?? { enabled: false }, startedAt, listeners: () => listeners,
     unusedKeys: (accountId, days) => findUnusedKeys(deps, accountId ?? config.accountId, days),
   }));
   unixApp.use(app);

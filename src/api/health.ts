@@ -2,9 +2,11 @@ import express from 'express';
 import type { Readiness } from '../kms/health.js';
 
 /**
- * Liveness (the process answers) and readiness (the default token answers) for supervisors and
- * load balancers. Custom key stores are listed with their connection state but do not decide
- * readiness: a disconnected or failed store affects only its own keys.
+ * Liveness (the process answers) and readiness for supervisors and load balancers: 503 while
+ * the node would fail every request (the default token, a shared database, a fail-closed audit
+ * trail; see src/kms/health.ts), 200 again by itself once they answer. Custom key stores are
+ * listed with their connection state but do not decide readiness: a disconnected or failed
+ * store affects only its own keys.
  */
 export function healthRouter(readiness: () => Readiness): express.Router {
   const router = express.Router();
@@ -12,8 +14,8 @@ export function healthRouter(readiness: () => Readiness): express.Router {
     res.json({ status: 'ok' });
   });
   router.get('/health/ready', (_req, res) => {
-    const { ready, token, customKeyStores } = readiness();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', token, customKeyStores });
+    const { ready, token, customKeyStores, database, audit } = readiness();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', token, customKeyStores, database, audit });
   });
   return router;
 }

@@ -1,17 +1,20 @@
 import { request } from 'node:http';
 import { socketFrom, type CliIo } from './credentials.js';
+import type { DatabaseHealth } from '../model/database-health.js';
 import { EXIT, parseOrUsage } from './common.js';
 
 const USAGE = `Usage: p11kms status [--json] [--socket PATH]
 
 Asks the running daemon, over its admin socket (GET /admin/v1/status), for its health: the
-token and its session pool, custom key stores, the audit trail and the listeners.
+token and its session pool, the metadata database, custom key stores, the audit trail and the
+listeners.
 
   --json         print the answer as JSON
   --socket PATH  the daemon's admin socket (default: P11KMS_SOCKET, the configuration, or
                  <P11KMS_DATA_DIR or ./var>/p11kms.sock)
 
-Exit codes: 0 ready, 1 the daemon answers but is not ready (token away, audit trail failing),
+Exit codes: 0 ready, 1 the daemon answers but is not ready (token away, shared database
+unavailable, audit trail failing),
 2 usage, 3 the daemon cannot be reached.
 `;
 
@@ -22,6 +25,7 @@ interface Status {
   uptimeSeconds: number;
   token: { label: string; state: string; recoveries: number; sessions: { size: number; idle: number; inUse: number; waiting: number; max: number } };
   customKeyStores: { id: string; state: string; errorCode?: string }[];
+  database?: DatabaseHealth;
   audit: { enabled: boolean; healthy?: boolean; seq?: number; file?: string };
   listeners: { tcp: string; socket: string; sidecars: string[]; xks?: string };
 }
@@ -74,10 +78,15 @@ function format(s: Status, healthy: boolean): string {
     : 'none';
   const audit = s.audit.enabled ? `${s.audit.healthy ? 'writing' : 'FAILING'}, last seq ${s.audit.seq}, file ${s.audit.file ?? '-'}` : 'disabled';
   const l = s.listeners;
+  const d = s.database;
+  const database = !d || d.kind === 'sqlite'
+    ? 'SQLite (this host)'
+    : `PostgreSQL ${d.state === 'ok' ? 'ok' : `UNAVAILABLE (${d.reason ?? '?'})`}, schema ${d.schemaVersion}, node ${d.nodeId}${d.leader ? ', leader' : ''}`;
   return [
     `p11kms: ${healthy ? 'ready' : 'NOT READY'} (pid ${s.pid}, up ${s.uptimeSeconds} s, node ${s.node})`,
     `token:             ${s.token.label}, ${s.token.state}, ${s.token.recoveries} recoveries`,
     `session pool:      ${p.size}/${p.max} open, ${p.inUse} in use, ${p.idle} idle, ${p.waiting} waiting`,
+    `metadata store:    ${database}`,
     `custom key stores: ${stores}`,
     `audit trail:       ${audit}`,
     `listening:         tcp ${l.tcp}, admin socket ${l.socket}${l.sidecars.length ? `, sidecars ${l.sidecars.join(' ')}` : ''}${l.xks ? `, xks ${l.xks}` : ''}`,

@@ -1,5 +1,6 @@
 import client from 'prom-client';
 import type { Token } from '../hsm/token.js';
+import type { DatabaseHealth } from '../model/database-health.js';
 import type { MetadataStore } from '../store/types.js';
 
 /**
@@ -88,8 +89,16 @@ interface Bound {
   audit?: (() => { healthy: boolean; seq: number }) | undefined;
   /** The custom key store registry: every store and its connection state. */
   keyStores?: { summary(): { id: string; state: string }[] } | undefined;
+  /** How this node sees its metadata database (src/kms/health.ts databaseHealth). */
+  database?: (() => DatabaseHealth) | undefined;
 }
 const bound: Bound = {};
+
+/** A shared database this node sees as unavailable: gauges that read it stay empty rather than wait and fail the scrape. */
+function databaseAway(): boolean {
+  const db = bound.database?.();
+  return db?.kind === 'postgresql' && db.state !== 'ok';
+}
 
 const STORE_STATES = ['CONNECTED', 'CONNECTING', 'DISCONNECTED', 'DISCONNECTING', 'FAILED'] as const;
 /** Read at scrape time from the key store registry: every store, 1 for its current state and 0 for the others. */
@@ -100,7 +109,13 @@ export const customKeyStoreState = new client.Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    const stores = bound.keyStores?.summary();
+    let stores: { id: string; state: string }[] | undefined;
+    try {
+      // The stores are database rows: not asked for while the database is away (see p11kms_keys).
+      stores = databaseAway() ? undefined : bound.keyStores?.summary();
+    } catch {
+      return;
+    }
     if (!stores) return;
     for (const s of stores) {
       for (const state of STORE_STATES) this.set({ custom_key_store_id: s.id, state }, s.state === state ? 1 : 0);
@@ -113,7 +128,7 @@ export function bindMetrics(b: Bound): void {
   Object.assign(bound, b);
 }
 export function unbindMetrics(): void {
-  bound.token = bound.store = bound.audit = bound.keyStores = undefined;
+  bound.token = bound.store = bound.audit = bound.keyStores = bound.database = undefined;
 }
 
 new client.Gauge({
@@ -171,9 +186,50 @@ new client.Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    const counts = bound.store?.countKeysByState?.();
+    // Counting reads the database: not while it is away (the scrape would wait for it, then fail whole).
+    if (databaseAway()) return;
+    let counts: Record<string, number> | undefined;
+    try {
+      counts = bound.store?.countKeysByState?.();
+    } catch {
+      return; // the database went away meanwhile: p11kms_database_up says so
+    }
     if (!counts) return;
     for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_database_up',
+  help: 'Metadata database as this node sees it: 1 available (SQLite always), 0 unavailable (readiness is 503).',
+  labelNames: ['kind'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    const db = bound.database?.();
+    if (db) this.set({ kind: db.kind }, db.kind === 'sqlite' || db.state === 'ok' ? 1 : 0);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_database_last_confirmed_seconds',
+  help: 'Seconds since this node last confirmed its change feed from the shared database (PostgreSQL only).',
+  registers: [registry],
+  collect() {
+    this.reset();
+    const db = bound.database?.();
+    if (db?.kind === 'postgresql' && db.lastConfirmedMsAgo !== null) this.set(db.lastConfirmedMsAgo / 1000);
+  },
+});
+
+new client.Gauge({
+  name: 'p11kms_cluster_leader',
+  help: '1 while this node holds the leader lock and runs the background jobs (PostgreSQL only; a single SQLite node always runs them).',
+  registers: [registry],
+  collect() {
+    this.reset();
+    const db = bound.database?.();
+    if (db) this.set(db.kind === 'sqlite' || db.leader ? 1 : 0);
   },
 });
 

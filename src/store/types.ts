@@ -4,6 +4,7 @@ import type { KeyUsageTable } from './key-usage.js';
 import type { MultiRegionTable } from './multi-region.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
 import type { Page } from './page.js';
+import type { PostgresHealth } from '../model/database-health.js';
 
 /** Non-secret metadata. Key material never appears here: a version row names a token object by CKA_ID. */
 
@@ -90,6 +91,8 @@ export interface SharedStore {
   isLeader(): boolean;
   /** The caches are confirmed current (the change feed answered recently). */
   fresh(): boolean;
+  /** How this node sees the shared database (readiness, metrics). */
+  health(): PostgresHealth;
   onChange(listener: (change: StoreChange) => void): void;
   /** Import-token rows whose writer is gone (hex ids): reconciliation may remove those without an object. */
   abandonedImportTokenIds(): Set<string>;

@@ -45,7 +45,18 @@ describe('PostgreSQL restarted under load', () => {
     await node?.kill();
   });
 
+  /** GET /health/ready (what a load balancer checks) and the database gauge of /metrics. */
+  const ready = async () => {
+    const r = await fetch(`${node.endpoint}/health/ready`);
+    return { status: r.status, body: (await r.json()) as { status: string; database: Record<string, unknown> } };
+  };
+  const databaseUp = async () => /^p11kms_database_up\{kind="postgresql"\} (\d)$/m.exec(await (await fetch(`${node.endpoint}/metrics`)).text())?.[1];
+
   it('answers DependencyTimeoutException (503) while the database is away, never hangs, and recovers without a restart', async () => {
+    const before = await ready();
+    expect(before.status).toBe(200);
+    expect(before.body.database).toMatchObject({ kind: 'postgresql', state: 'ok', nodeId: 'solo', leader: true, schemaVersion: expect.any(Number) });
+    expect(await databaseUp()).toBe('1');
     const { KeyMetadata } = await node.kms.send(new CreateKeyCommand({}));
     const KeyId = KeyMetadata!.KeyId!;
     let stop = false;
@@ -65,16 +76,31 @@ describe('PostgreSQL restarted under load', () => {
     })();
     await until(async () => outcomes.some((o) => o.name === 'ok'));
     pg.stop('fast');
+    const stoppedAt = performance.now();
     const awayFrom = outcomes.length;
     await until(async () => outcomes.slice(awayFrom).filter((o) => o.name !== 'ok').length >= 5, 15_000);
+    // Readiness says so (a load balancer takes the node out), and names the database, never its URL.
+    await until(async () => (await ready()).status === 503, 15_000, 20);
+    const outAfter = performance.now() - stoppedAt;
+    const away = await ready();
+    expect(away.body.status).toBe('unavailable');
+    expect(away.body.database).toMatchObject({ kind: 'postgresql', state: 'unavailable', leader: false });
+    expect(JSON.stringify(away.body)).not.toContain(pg.dir);
+    expect(await databaseUp()).toBe('0');
     pg.start();
     const backFrom = outcomes.length;
     const recovered = await until(async () => outcomes.slice(backFrom).some((o) => o.name === 'ok'), 15_000, 20);
     stop = true;
     await load;
-    const away = outcomes.slice(awayFrom, backFrom).filter((o) => o.name !== 'ok');
-    expect(new Set(away.map((o) => `${o.name} ${o.status}`))).toEqual(new Set(['DependencyTimeoutException 503']));
-    console.log(`while away: ${away.length} refusals, slowest ${Math.max(...away.map((o) => o.ms)).toFixed(0)} ms; recovered ${recovered.toFixed(0)} ms after start`);
+    const refused = outcomes.slice(awayFrom, backFrom).filter((o) => o.name !== 'ok');
+    expect(new Set(refused.map((o) => `${o.name} ${o.status}`))).toEqual(new Set(['DependencyTimeoutException 503']));
+    // Ready again by itself, without a restart, once no request is failing any more.
+    const readyAgain = await until(async () => (await ready()).status === 200, 15_000, 20);
+    expect((await ready()).body.database).toMatchObject({ state: 'ok' });
+    await until(async () => (await ready()).body.database.leader === true, 15_000, 20);
+    expect(await databaseUp()).toBe('1');
+    console.log(`while away: ${refused.length} refusals, slowest ${Math.max(...refused.map((o) => o.ms)).toFixed(0)} ms, /health/ready 503 within ${outAfter.toFixed(0)} ms of the stop; ` +
+      `recovered ${recovered.toFixed(0)} ms after start, ready again ${readyAgain.toFixed(0)} ms after that`);
     // Recovered: new keys too (writes), not only cached reads.
     const again = await node.kms.send(new CreateKeyCommand({}));
     expect(again.KeyMetadata!.KeyState).toBe('Enabled');

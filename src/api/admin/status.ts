@@ -20,7 +20,7 @@ export interface StatusSources {
 export function statusRouter(s: StatusSources): express.Router {
   const router = express.Router();
   router.get('/admin/v1/status', (_req, res) => {
-    const { ready, token, customKeyStores } = s.readiness();
+    const { ready, token, customKeyStores, database } = s.readiness();
     res.json({
       ready,
       pid: process.pid,
@@ -28,6 +28,7 @@ export function statusRouter(s: StatusSources): express.Router {
       uptimeSeconds: Math.round((Date.now() - s.startedAt) / 1000),
       token,
       customKeyStores: customKeyStores ?? [],
+      database,
       audit: s.audit(),
       listeners: s.listeners(),
     });

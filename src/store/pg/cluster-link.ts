@@ -80,6 +80,15 @@ export class ClusterLink {
     return this.client !== undefined && Date.now() - this.lastConfirmed < this.opts.staleMs;
   }
 
+  /** When the feed was last confirmed (Date.now() ms; 0: never), for readiness. */
+  get confirmedAt(): number {
+    return this.lastConfirmed;
+  }
+
+  get connected(): boolean {
+    return this.client !== undefined;
+  }
+
   get isLeader(): boolean {
     return this.leader && this.client !== undefined;
   }

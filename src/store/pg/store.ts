@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Errors } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import type { PostgresHealth } from '../../model/database-health.js';
 import { SqliteStore, toAlias, type AliasRow } from '../sqlite.js';
 import type { GrantRecord } from '../authz-records.js';
 import type { AliasRecord, KeyMaterialRecord, MetadataStore, SharedStore, StoreChange } from '../types.js';
@@ -50,6 +51,9 @@ export class PgStore extends SqliteStore implements MetadataStore {
   private constructor(
     private readonly driver: PgDriver,
     instanceId: string,
+    private readonly nodeId: string,
+    private readonly schemaVersion: number,
+    private readonly staleMs: number,
   ) {
     super(driver);
     this.instanceId = instanceId;
@@ -61,16 +65,19 @@ export class PgStore extends SqliteStore implements MetadataStore {
     const connectTimeoutMs = Math.min(queryTimeoutMs, 2000);
     const url = withInstance(opts.url, instanceId);
     const pg = new SyncPg({ url, queryTimeoutMs, connectTimeoutMs, applicationName: `p11kms ${instanceId}` });
+    let schemaVersion: number;
     try {
       const { from, to } = migrate(pg);
       if (from !== to) opts.log.info({ from, to }, 'metadata database schema migrated');
+      schemaVersion = to;
     } catch (e) {
       pg.close();
       throw e;
     }
-    const store = new PgStore(new PgDriver(pg), instanceId);
+    const staleMs = opts.staleMs ?? 1000;
+    const store = new PgStore(new PgDriver(pg), instanceId, opts.nodeId, schemaVersion, staleMs);
     store.link = new ClusterLink({
-      url: opts.url, instanceId, pollMs: opts.pollMs ?? 200, staleMs: opts.staleMs ?? 1000, connectTimeoutMs,
+      url: opts.url, instanceId, pollMs: opts.pollMs ?? 200, staleMs, connectTimeoutMs,
       log: opts.log, onChange: (c) => store.applyChange(c), onGap: () => store.flushCaches(),
     });
     try {
@@ -97,9 +104,39 @@ export class PgStore extends SqliteStore implements MetadataStore {
       tryLead: () => link.tryLead(),
       isLeader: () => link.isLeader,
       fresh: () => link.fresh,
+      health: () => this.health(),
       onChange: (l) => this.onChange(l),
       abandonedImportTokenIds: () => this.abandonedImportTokenIds(),
       release: () => link.close(),
+    };
+  }
+
+  /**
+   * Readiness as this node sees it: unavailable while the change feed is not confirmed within
+   * staleMs (then nothing is served from cache, and reads go to a database that does not answer),
+   * or while the latest statements failed for want of the database and none has succeeded since
+   * (for staleMs after the last failure: a node taken out of a load balancer gets no requests
+   * that could prove the database back, and the feed already watches it).
+   */
+  private health(): PostgresHealth {
+    const now = Date.now();
+    const confirmedAt = this.link.confirmedAt;
+    const { lastOkAt, lastUnreachableAt } = this.driver.pg.outcomes;
+    const ago = (t: number) => (t ? now - t : null);
+    let reason: string | undefined;
+    if (!this.link.connected) reason = 'no connection to the database (the change feed is reconnecting)';
+    else if (!this.link.fresh) reason = `the change feed has not been confirmed for ${ago(confirmedAt) ?? '?'} ms`;
+    else if (lastUnreachableAt > lastOkAt && now - lastUnreachableAt < this.staleMs) reason = 'statements are failing: the database does not answer';
+    return {
+      kind: 'postgresql',
+      state: reason ? 'unavailable' : 'ok',
+      reason,
+      lastConfirmedMsAgo: ago(confirmedAt),
+      lastFailureMsAgo: ago(lastUnreachableAt),
+      schemaVersion: this.schemaVersion,
+      nodeId: this.nodeId,
+      instanceId: this.instanceId,
+      leader: this.link.isLeader,
     };
   }
 

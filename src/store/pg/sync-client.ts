@@ -112,6 +112,9 @@ export class SyncPg {
   private nextId = 0;
   private failedUntil = 0;
   private closed = false;
+  /** When a statement last succeeded, and last failed for want of the database (unreachable, deadline, statement timeout). */
+  private lastOkAt = 0;
+  private lastUnreachableAt = 0;
 
   constructor(private readonly opts: SyncPgOptions) {
     const { port1, port2 } = new MessageChannel();
@@ -130,7 +133,7 @@ export class SyncPg {
   /** Runs one statement and waits for it; throws PgError (the server refused) or DependencyTimeoutException. */
   query(sql: string, params: readonly unknown[] = []): PgAnswer {
     if (this.closed) throw unreachable();
-    if (Date.now() < this.failedUntil) throw unreachable();
+    if (Date.now() < this.failedUntil) throw this.noteUnreachable();
     const id = ++this.nextId;
     this.port.postMessage({ id, sql, params });
     const deadline = Date.now() + this.opts.queryTimeoutMs + this.opts.connectTimeoutMs + 1000;
@@ -140,19 +143,37 @@ export class SyncPg {
       if (got) {
         const a = got.message as Answer;
         if (a.id !== id) continue; // the late answer of a call that timed out
-        if (a.ok) return { rows: a.rows.map(buffers), rowCount: a.rowCount, gen: a.gen };
-        if (a.server) throw new PgError(a.message ?? 'database error', a.code ?? 'XX000', a.constraint);
+        if (a.ok) {
+          this.lastOkAt = Date.now();
+          return { rows: a.rows.map(buffers), rowCount: a.rowCount, gen: a.gen };
+        }
+        if (a.server) {
+          // 57014: statement_timeout (the server answered, but the statement could not finish in time).
+          if (a.code === '57014') this.lastUnreachableAt = Date.now();
+          else this.lastOkAt = Date.now();
+          throw new PgError(a.message ?? 'database error', a.code ?? 'XX000', a.constraint);
+        }
         this.failedUntil = Date.now() + BACKOFF_MS;
-        throw unreachable();
+        throw this.noteUnreachable();
       }
       const left = deadline - Date.now();
       if (left <= 0) {
         this.failedUntil = Date.now() + BACKOFF_MS;
         this.port.postMessage({ id: ++this.nextId, reset: true });
-        throw unreachable();
+        throw this.noteUnreachable();
       }
       Atomics.wait(this.ctrl, 0, seen, left);
     }
+  }
+
+  private noteUnreachable() {
+    this.lastUnreachableAt = Date.now();
+    return unreachable();
+  }
+
+  /** For readiness: when statements last succeeded and last failed for want of the database (0: never). */
+  get outcomes(): { lastOkAt: number; lastUnreachableAt: number } {
+    return { lastOkAt: this.lastOkAt, lastUnreachableAt: this.lastUnreachableAt };
   }
 
   /** Drops the worker's connection (after a failure inside a transaction whose state is unknown). */
