@@ -102,6 +102,13 @@ const APPEND_DSYNC = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants
 const openAppend = (path: string, dsync: boolean) =>
   new Promise<number>((resolve, reject) => fs.open(path, dsync ? APPEND_DSYNC : 'ax', 0o600, (e, fd) => (e ? reject(e) : resolve(fd))));
 const closeFd = (fd: number) => new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+/** Closes a new file that could not be started, and removes it if it got no byte (nothing in it to verify or lose). */
+const abandonFile = (fd: number, path: string) =>
+  new Promise<void>((resolve) => {
+    fs.fstat(fd, (e, st) => {
+      fs.close(fd, () => (!e && st.size === 0 ? fs.unlink(path, () => resolve()) : resolve()));
+    });
+  });
 
 /**
  * The tamper-evident audit trail: CloudTrail-shaped JSON lines in append-only files, each
@@ -450,7 +457,8 @@ export class AuditTrail implements Audit {
   private async startFile(previousFile: string | undefined, recovery: Recovery | undefined, name?: string): Promise<void> {
     const saved = { seq: this.seq, prev: this.prev, sinceSeal: this.sinceSeal };
     const file = name ?? auditFileName(this.opts.clock.now(), this.seq + 1);
-    const fd = await openAppend(join(this.opts.dir, file), this.opts.durability === 'fsync');
+    const path = join(this.opts.dir, file);
+    const fd = await openAppend(path, this.opts.durability === 'fsync');
     try {
       const start = this.chain(JSON.stringify({
         eventType: RECORD_START,
@@ -480,7 +488,8 @@ export class AuditTrail implements Audit {
       await this.writeAnchor(seal.hash);
     } catch (e) {
       Object.assign(this, saved);
-      await closeFd(fd);
+      // Retried once a second while the disk is full: without this, one empty file per retry.
+      await abandonFile(fd, path);
       throw e;
     }
   }

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall } from '../../src/cli/credentials.js';
 import { ACCOUNT, client, failure } from '../helpers/daemon.js';
-import { leaderOf, startNodes, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
+import { blockFileWrites, leaderOf, startNodes, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
 import { sharedPgCluster } from '../helpers/postgres.js';
 import { SOFTHSM_MODULE, type TempToken } from '../helpers/softhsm.js';
 
@@ -36,6 +36,8 @@ beforeAll(async () => {
 afterAll(() => stopNodes(nodes, token));
 
 const [a, b, c] = [() => nodes[0]!, () => nodes[1]!, () => nodes[2]!];
+/** The node whose trail could not be written for a while (fail-closed test): its chain must still verify. */
+let brokenTrail: string | undefined;
 const text = (s: string) => new TextEncoder().encode(s);
 
 describe('three nodes, one database, one token', () => {
@@ -166,6 +168,57 @@ describe('three nodes, one database, one token', () => {
   });
 });
 
+describe('fail-closed audit, per node', () => {
+  it('a node that cannot write its trail refuses with a 500 and reports not ready; the others keep serving; it recovers by itself', async () => {
+    const leader = leaderOf(nodes);
+    const broken = nodes.find((n) => n !== leader)!;
+    brokenTrail = broken.id;
+    const others = nodes.filter((n) => n !== broken);
+    const readiness = async (n: ClusterNode) => {
+      const r = await fetch(`${n.endpoint}/health/ready`);
+      return { status: r.status, audit: ((await r.json()) as { audit: Record<string, unknown> }).audit };
+    };
+    const { KeyMetadata } = await a().kms.send(new CreateKeyCommand({}));
+    const KeyId = KeyMetadata!.KeyId!;
+    await broken.kms.send(new EncryptCommand({ KeyId, Plaintext: text('before') }));
+    blockFileWrites(broken, true);
+    let blockedAt = 0;
+    try {
+      blockedAt = performance.now();
+      // The encryption happened in the token, but its event could not be written: no ciphertext is sent.
+      const first = await failure(broken.kms.send(new EncryptCommand({ KeyId, Plaintext: text('x') })));
+      expect([first.name, first.$metadata?.httpStatusCode]).toEqual(['KMSInternalException', 500]);
+      expect(first.message).toMatch(/audit trail cannot be written/);
+      // From then on, refused before any work: a key asked of the broken node is not created.
+      const refused = await failure(broken.kms.send(new CreateKeyCommand({ Description: 'refused while the trail is down' })));
+      expect([refused.name, refused.$metadata?.httpStatusCode]).toEqual(['KMSInternalException', 500]);
+      expect(refused.message).toMatch(/refused without being performed/);
+      expect(pg().psql(DB, "SELECT count(*) FROM keys WHERE description = 'refused while the trail is down'")).toBe('0\n');
+      // A load balancer takes it out; the others stay in and serve reads, crypto and writes.
+      expect(await readiness(broken)).toEqual({ status: 503, audit: { enabled: true, failClosed: true, state: 'failing' } });
+      for (const n of others) {
+        expect(await readiness(n)).toMatchObject({ status: 200, audit: { state: 'ok' } });
+        const { CiphertextBlob } = await n.kms.send(new EncryptCommand({ KeyId, Plaintext: text(`served by ${n.id}`) }));
+        const peer = others.find((o) => o !== n)!;
+        expect(new TextDecoder().decode((await peer.kms.send(new DecryptCommand({ CiphertextBlob }))).Plaintext)).toBe(`served by ${n.id}`);
+        expect((await n.kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyState).toBe('Enabled');
+      }
+      // Past the trail's 1 s retry it still cannot write, and still refuses.
+      await new Promise((r) => setTimeout(r, 1100));
+      const still = await failure(broken.kms.send(new DescribeKeyCommand({ KeyId })));
+      expect([still.name, still.$metadata?.httpStatusCode]).toEqual(['KMSInternalException', 500]);
+      expect((await readiness(broken)).status).toBe(503);
+    } finally {
+      blockFileWrites(broken, false);
+    }
+    // Writable again: ready again by itself (readiness checks retry the trail; no request needed), then serving.
+    const back = await until(async () => (await readiness(broken)).status === 200, 10_000, 50);
+    const { CiphertextBlob } = await broken.kms.send(new EncryptCommand({ KeyId, Plaintext: text('after') }));
+    expect(new TextDecoder().decode((await others[0]!.kms.send(new DecryptCommand({ CiphertextBlob }))).Plaintext)).toBe('after');
+    console.log(`trail blocked for ${(performance.now() - blockedAt - back).toFixed(0)} ms; ready again ${back.toFixed(0)} ms after it was writable`);
+  });
+});
+
 describe('background jobs on one node', () => {
   it('exactly one node leads; a due deletion happens once; a leader killed with SIGKILL is replaced', async () => {
     await until(async () => leaderOf(nodes) !== undefined);
@@ -200,6 +253,8 @@ describe('audit with several writers', () => {
     mkdirSync(trails);
     for (const n of nodes) cpSync(join(n.dataDir, 'audit'), join(trails, n.id), { recursive: true });
     for (const n of nodes) {
+      // No empty file either (the writer removes a file it could not start while its trail was blocked).
+      for (const f of readdirSync(join(trails, n.id))) expect(readFileSync(join(trails, n.id, f)).length).toBeGreaterThan(0);
       const lines = readdirSync(join(trails, n.id)).flatMap((f) => readFileSync(join(trails, n.id, f), 'utf8').trim().split('\n'));
       expect(lines.length).toBeGreaterThan(2);
       expect(new Set(lines.map((l) => (JSON.parse(l) as { nodeId?: string }).nodeId))).toEqual(new Set([n.id]));
@@ -212,6 +267,9 @@ describe('audit with several writers', () => {
     });
     for (const n of nodes) expect(stdout).toMatch(new RegExp(`node ${n.id}:\\n[^]*?VERIFIED`));
     expect(code).toBe(0);
+    // The node whose trail could not be written for a while: its chain verifies, and says where the gap is.
+    const section = (id: string) => stdout.split(/^(?=node )/m).find((part) => part.startsWith(`node ${id}:`)) ?? '';
+    expect(section(brokenTrail!)).toMatch(/a write failed[^]*VERIFIED/);
     // Removing a record from one node's trail is found, and named for that node.
     const victim = join(trails, nodes[0]!.id);
     const file = join(victim, readdirSync(victim).sort()[0]!);

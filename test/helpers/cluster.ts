@@ -1,5 +1,5 @@
 import { KMSClient } from '@aws-sdk/client-kms';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { client } from './daemon.js';
 import { sharedPgCluster } from './postgres.js';
@@ -86,6 +86,17 @@ export async function startNode(opts: NodeOptions): Promise<ClusterNode> {
       await exited;
     },
   };
+}
+
+/**
+ * Makes every write to a regular file by the node fail, as on a full disk, or lets it write
+ * again: its soft RLIMIT_FSIZE set to 0 (prlimit, util-linux), so write(2) returns EFBIG (Node
+ * ignores SIGXFSZ). Its logs go to pipes, which the limit does not cover; its metadata goes to
+ * PostgreSQL. What it writes to files is its audit trail and, when token objects change, the
+ * SoftHSM2 token: callers send it requests that change no token object while it is blocked.
+ */
+export function blockFileWrites(node: ClusterNode, blocked: boolean): void {
+  execFileSync('prlimit', ['--pid', String(node.child.pid), `--fsize=${blocked ? '0' : 'unlimited'}:`]);
 }
 
 /** Polls until fn stops throwing / returns true; returns how long it took (ms). */
