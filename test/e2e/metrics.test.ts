@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricsRouter, isLoopback } from '../../src/metrics/http.js';
 import { jobFailures, jobRuns } from '../../src/metrics/metrics.js';
 import { failure, startHarness, type Harness } from '../helpers/daemon.js';
+import { testStoreIsPostgres } from '../helpers/postgres.js';
 
 const BEARER = 'metrics-bearer-token-for-tests';
 let h: Harness;
@@ -85,6 +86,11 @@ describe('/metrics', () => {
     expect(sample(after, 'p11kms_session_pool_sessions', { state: 'open' })).toBeGreaterThanOrEqual(1);
     expect(sample(after, 'p11kms_session_pool_sessions', { state: 'in_use' })).toBe(0);
     expect(sample(after, 'p11kms_session_pool_waiting')).toBe(0);
+    // The metadata database as this node sees it (the PostgreSQL run: a one-node cluster, so its leader).
+    expect(sample(after, 'p11kms_database_up', { kind: testStoreIsPostgres ? 'postgresql' : 'sqlite' })).toBe(1);
+    expect(sample(after, 'p11kms_cluster_leader')).toBe(1);
+    if (testStoreIsPostgres) expect(after).toMatch(/^p11kms_database_last_confirmed_seconds \d/m);
+    else expect(after).not.toMatch(/^p11kms_database_last_confirmed_seconds \d/m);
     expect(delta('p11kms_job_runs_total', { job: 'rotation' })).toBe(1);
     expect(delta('p11kms_job_failures_total', { job: 'deletion' })).toBe(1);
     expect(after).toMatch(/^process_resident_memory_bytes \d+/m);
