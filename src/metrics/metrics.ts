@@ -213,12 +213,14 @@ new client.Gauge({
 
 new client.Gauge({
   name: 'p11kms_database_last_confirmed_seconds',
-  help: 'Seconds since this node last confirmed its change feed from the shared database (PostgreSQL only).',
+  help: 'Seconds since this node last confirmed its change feed from the shared database (PostgreSQL only: no sample with SQLite).',
+  // A label, so that SQLite gets no sample at all (an unlabelled gauge always shows a value).
+  labelNames: ['kind'] as const,
   registers: [registry],
   collect() {
     this.reset();
     const db = bound.database?.();
-    if (db?.kind === 'postgresql' && db.lastConfirmedMsAgo !== null) this.set(db.lastConfirmedMsAgo / 1000);
+    if (db?.kind === 'postgresql' && db.lastConfirmedMsAgo !== null) this.set({ kind: db.kind }, db.lastConfirmedMsAgo / 1000);
   },
 });
 

@@ -89,8 +89,8 @@ describe('/metrics', () => {
     // The metadata database as this node sees it (the PostgreSQL run: a one-node cluster, so its leader).
     expect(sample(after, 'p11kms_database_up', { kind: testStoreIsPostgres ? 'postgresql' : 'sqlite' })).toBe(1);
     expect(sample(after, 'p11kms_cluster_leader')).toBe(1);
-    if (testStoreIsPostgres) expect(after).toMatch(/^p11kms_database_last_confirmed_seconds \d/m);
-    else expect(after).not.toMatch(/^p11kms_database_last_confirmed_seconds \d/m);
+    if (testStoreIsPostgres) expect(after).toMatch(/^p11kms_database_last_confirmed_seconds\{kind="postgresql"\} \d/m);
+    else expect(after).not.toMatch(/^p11kms_database_last_confirmed_seconds/m);
     expect(delta('p11kms_job_runs_total', { job: 'rotation' })).toBe(1);
     expect(delta('p11kms_job_failures_total', { job: 'deletion' })).toBe(1);
     expect(after).toMatch(/^process_resident_memory_bytes \d+/m);
