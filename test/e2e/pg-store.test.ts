@@ -1,6 +1,7 @@
 import { CreateKeyCommand, DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNode, until, type ClusterNode } from '../helpers/cluster.js';
+import { failure } from '../helpers/daemon.js';
 import { startPgCluster, type PgCluster } from '../helpers/postgres.js';
 import { createTempToken, type TempToken } from '../helpers/softhsm.js';
 
@@ -105,5 +106,17 @@ describe('PostgreSQL restarted under load', () => {
     const again = await node.kms.send(new CreateKeyCommand({}));
     expect(again.KeyMetadata!.KeyState).toBe('Enabled');
     expect(node.child.exitCode).toBeNull();
+  });
+
+  it('a statement that times out (a lock held elsewhere) is DependencyTimeoutException (503), changes nothing, and the next succeeds', async () => {
+    // Another client holds the keys table for longer than the node's statement deadline (3 s).
+    const holder = pg.psqlInBackground('restart', 'BEGIN; LOCK TABLE keys IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;');
+    await until(async () => pg.psql('restart', "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation = 'keys'::regclass") === '1\n');
+    const e = await failure(node.kms.send(new CreateKeyCommand({ Description: 'waits for the lock' })));
+    expect([e.name, e.$metadata?.httpStatusCode]).toEqual(['DependencyTimeoutException', 503]);
+    expect(e.message).toMatch(/did not complete the request in time/);
+    await holder;
+    expect(pg.psql('restart', "SELECT count(*) FROM keys WHERE description = 'waits for the lock'")).toBe('0\n');
+    expect((await node.kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyState).toBe('Enabled');
   });
 });

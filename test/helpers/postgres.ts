@@ -1,4 +1,4 @@
-import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
+import { execFile, execFileSync, type ExecFileSyncOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,8 @@ export interface PgCluster {
   /** Creates the database (no-op if it exists) and returns its URL. */
   createDatabase(name: string): string;
   psql(database: string, sql: string): string;
+  /** psql without waiting for it (e.g. a transaction that holds a lock while the test goes on); resolves with its output. */
+  psqlInBackground(database: string, sql: string): Promise<string>;
   stop(mode?: 'fast' | 'immediate'): void;
   start(): void;
   destroy(): void;
@@ -28,8 +30,10 @@ export interface PgCluster {
 
 const asRoot = process.getuid?.() === 0;
 
+const asPostgres = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
+
 function run(cmd: string, args: string[], opts: ExecFileSyncOptions = {}): string {
-  const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
+  const [file, argv] = asPostgres(cmd, args);
   return execFileSync(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }).toString();
 }
 
@@ -55,6 +59,11 @@ export function startPgCluster(): PgCluster {
       return cluster.url(name);
     },
     psql: (database, sql) => run(join(PG_BIN, 'psql'), ['-h', dir, '-p', String(PORT), '-U', 'postgres', '-d', database, '-At', '-c', sql]),
+    psqlInBackground: (database, sql) =>
+      new Promise((resolve, reject) => {
+        const [file, argv] = asPostgres(join(PG_BIN, 'psql'), ['-h', dir, '-p', String(PORT), '-U', 'postgres', '-d', database, '-At', '-c', sql]);
+        execFile(file, argv, (e, out) => (e ? reject(e) : resolve(out)));
+      }),
     start: () => void run(join(PG_BIN, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-o', options, '-w', 'start']),
     stop: (mode = 'fast') => void run(join(PG_BIN, 'pg_ctl'), ['-D', data, '-m', mode, '-w', 'stop']),
     destroy() {

@@ -114,9 +114,11 @@ export class PgStore extends SqliteStore implements MetadataStore {
   /**
    * Readiness as this node sees it: unavailable while the change feed is not confirmed within
    * staleMs (then nothing is served from cache, and reads go to a database that does not answer),
-   * or while the latest statements failed for want of the database and none has succeeded since
-   * (for staleMs after the last failure: a node taken out of a load balancer gets no requests
-   * that could prove the database back, and the feed already watches it).
+   * or while the latest statements failed for want of the database (unreachable, no answer by the
+   * deadline) and none has been answered since, for staleMs after the last failure (a node taken
+   * out of a load balancer gets no requests that could prove the database back; the feed watches
+   * it meanwhile). A statement the server cancelled (statement_timeout: a lock held elsewhere)
+   * fails its request with a 503 but does not make the node unready: the database answers.
    */
   private health(): PostgresHealth {
     const now = Date.now();

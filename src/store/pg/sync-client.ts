@@ -112,7 +112,7 @@ export class SyncPg {
   private nextId = 0;
   private failedUntil = 0;
   private closed = false;
-  /** When a statement last succeeded, and last failed for want of the database (unreachable, deadline, statement timeout). */
+  /** When the server last answered a statement, and when one last failed for want of the database (unreachable, no answer by the deadline). */
   private lastOkAt = 0;
   private lastUnreachableAt = 0;
 
@@ -147,10 +147,11 @@ export class SyncPg {
           this.lastOkAt = Date.now();
           return { rows: a.rows.map(buffers), rowCount: a.rowCount, gen: a.gen };
         }
+        // statement_timeout: the server answered, but could not finish this statement in time (a lock
+        // held elsewhere, overload). A 503 for this request; not a database away (readiness).
+        if (a.code === '57014') throw Errors.dependencyTimeout('The metadata database did not complete the request in time; try again.');
         if (a.server) {
-          // 57014: statement_timeout (the server answered, but the statement could not finish in time).
-          if (a.code === '57014') this.lastUnreachableAt = Date.now();
-          else this.lastOkAt = Date.now();
+          this.lastOkAt = Date.now();
           throw new PgError(a.message ?? 'database error', a.code ?? 'XX000', a.constraint);
         }
         this.failedUntil = Date.now() + BACKOFF_MS;
