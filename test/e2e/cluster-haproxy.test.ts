@@ -64,6 +64,7 @@ let dir: string;
 let lb: Haproxy;
 let kms: () => KMSClient;
 let keyId: string;
+let stop = false; // ends the load, also when the test failed half-way
 
 const ms = (x: number) => `${Math.round(x)} ms`;
 const serverStatus = async (id: string) => (await lb.stat()).find((r) => r.pxname === 'p11kms' && r.svname === id)?.status ?? 'missing';
@@ -89,6 +90,7 @@ describe.skipIf(!VERSION)(`three nodes behind HAProxy ${VERSION ?? '(not install
   }, 90_000);
 
   afterAll(async () => {
+    stop = true;
     await lb?.stop();
     await stopNodes(nodes, token);
     tls?.cleanup();
@@ -97,7 +99,6 @@ describe.skipIf(!VERSION)(`three nodes behind HAProxy ${VERSION ?? '(not install
 
   it('spreads requests over the nodes, fails over when one is killed, and takes it back when it returns', async () => {
     const calls: Call[] = [];
-    let stop = false;
     /** One SDK call, timed, with how many attempts the SDK made (its retries are invisible otherwise). */
     const timed = async <T extends { $metadata: { attempts?: number } }>(send: () => Promise<T>): Promise<T | undefined> => {
       const start = performance.now();
@@ -135,7 +136,7 @@ describe.skipIf(!VERSION)(`three nodes behind HAProxy ${VERSION ?? '(not install
     await victim.exited;
     await until(async () => (await serverStatus(victim.id)).startsWith('DOWN'), 15_000, 10);
     const downSeen = performance.now();
-    const downLogged = lb.events.find((e) => e.at >= killedAt && e.text.includes(`Server p11kms/${victim.id} is DOWN`))?.at;
+    const downLogged = lb.events.find((e) => e.at >= killedAt && e.text.includes(`Server p11kms/${victim.id} is DOWN`));
     // The load goes on a while with the node marked down.
     const servedBefore = await Promise.all(nodes.slice(1).map(encryptsServed));
     await new Promise((r) => setTimeout(r, 1_000));
@@ -143,6 +144,7 @@ describe.skipIf(!VERSION)(`three nodes behind HAProxy ${VERSION ?? '(not install
 
     stop = true;
     await load;
+    const backend = (await lb.stat()).find((r) => r.pxname === 'p11kms' && r.svname === 'BACKEND')!;
 
     const after = calls.filter((c) => c.end >= killedAt);
     const failed = calls.filter((c) => c.error);
@@ -154,8 +156,10 @@ describe.skipIf(!VERSION)(`three nodes behind HAProxy ${VERSION ?? '(not install
       `haproxy failover: ${calls.length} Encrypt/Decrypt calls by 6 clients, ${after.length} ended after the kill; ` +
         `${failed.length} failed after the SDK's retries, ${retried.length} needed a retry; ` +
         `kill -9 → last retried/failed call ended ${ms(lastDisturbed)}; slowest call started before DOWN ${ms(slowest)}; ` +
-        `kill → DOWN in HAProxy's log ${downLogged ? ms(downLogged - killedAt) : 'not logged'}, in show stat ${ms(downSeen - killedAt)}`,
+        `kill → DOWN in HAProxy's log ${downLogged ? ms(downLogged.at - killedAt) : 'not logged'}, in show stat ${ms(downSeen - killedAt)}; ` +
+        `connections HAProxy redispatched ${backend.wredis}, retried ${backend.wretr}`,
     );
+    console.log(downLogged?.text.trim());
     if (failed.length) console.log(`failures: ${[...new Set(failed.map((c) => c.error))].join(' | ')}`);
 
     expect(spread.every((n) => n > 0)).toBe(true);
