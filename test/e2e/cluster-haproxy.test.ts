@@ -124,6 +124,10 @@ describe.skipIf(!VERSION)(`three nodes behind HAProxy ${VERSION ?? '(not install
     };
     const load = Promise.all([0, 1, 2, 3, 4, 5].map(application));
 
+    // The nodes are UP by the HTTP check over verified TLS (layer 7, status 200), not a bare connect.
+    const servers = (await lb.stat()).filter((r) => r.pxname === 'p11kms' && r.svname !== 'BACKEND' && r.svname !== 'FRONTEND');
+    expect(servers.map((r) => [r.svname, r.status, r.check_status, r.check_code])).toEqual(nodes.map((n) => [n.id, 'UP', 'L7OK', '200']));
+
     // Spread: every node serves some of the requests that went to HAProxy.
     await until(async () => (await Promise.all(nodes.map(encryptsServed))).every((n) => n >= 5), 15_000, 50);
     const spread = await Promise.all(nodes.map(encryptsServed));
