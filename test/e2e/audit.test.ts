@@ -12,6 +12,7 @@ import { startDaemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { ADMIN, client, failure, startHarness, testConfig, type Harness } from '../helpers/daemon.js';
 import { inspectToken } from '../helpers/inspect.js';
+import { until } from '../helpers/cluster.js';
 import { SOFTHSM_MODULE } from '../helpers/softhsm.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -307,10 +308,15 @@ describe('fail-closed', () => {
       expect(e3.$metadata?.httpStatusCode).toBe(500);
       const scrape = await fetch(`${h.endpoint}/metrics`).then((r) => r.text());
       expect(scrape).toMatch(/^p11kms_audit_healthy 0$/m);
+      // Not ready: a load balancer takes the node out (test/e2e/cluster.test.ts shows the others serving).
+      const ready = await fetch(`${h.endpoint}/health/ready`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { audit: unknown }).audit).toEqual({ enabled: true, failClosed: true, state: 'failing' });
     } finally {
       spy.mockRestore();
     }
     await new Promise((r) => setTimeout(r, 1100)); // the trail retries at most once a second
+    await until(async () => (await fetch(`${h.endpoint}/health/ready`)).status === 200);
     expect((await h.kms.send(new ListKeysCommand({}))).Keys!.length).toBe(keysBefore);
     const ok = await h.kms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: Buffer.from('y') }));
     expect(ok.CiphertextBlob).toBeDefined();
