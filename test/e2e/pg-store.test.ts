@@ -1,4 +1,4 @@
-import { CreateKeyCommand, DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DecryptCommand, EncryptCommand, ListKeysCommand } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNode, until, type ClusterNode } from '../helpers/cluster.js';
 import { failure } from '../helpers/daemon.js';
@@ -118,5 +118,35 @@ describe('PostgreSQL restarted under load', () => {
     await holder;
     expect(pg.psql('restart', "SELECT count(*) FROM keys WHERE description = 'waits for the lock'")).toBe('0\n');
     expect((await node.kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyState).toBe('Enabled');
+  });
+
+  it('statements that cannot reach the database make the node not ready even while its change feed answers', async () => {
+    // The store's connection is cut and cannot come back (the database takes no new connections);
+    // the change feed's connection stays up, so only the failing statements can tell.
+    pg.psql('postgres', 'ALTER DATABASE restart ALLOW_CONNECTIONS false');
+    pg.psql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'restart' AND application_name LIKE 'p11kms %'");
+    let stop = false;
+    const refusals: string[] = [];
+    const load = (async () => {
+      while (!stop) {
+        const e = await failure(node.kms.send(new ListKeysCommand({}))).catch(() => undefined);
+        if (e) refusals.push(`${e.name} ${e.$metadata?.httpStatusCode}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      // The reason names the statements, not the feed: the feed stays confirmed, the statements decide.
+      await until(async () => /statements are failing/.test(String((await ready()).body.database.reason)), 10_000, 20);
+      const r = await ready();
+      expect(r.status).toBe(503);
+      expect(r.body.database).toMatchObject({ state: 'unavailable', lastConfirmedMsAgo: expect.any(Number) });
+    } finally {
+      pg.psql('postgres', 'ALTER DATABASE restart ALLOW_CONNECTIONS true');
+    }
+    await until(async () => (await ready()).status === 200, 15_000, 20);
+    stop = true;
+    await load.catch(() => undefined);
+    expect(new Set(refusals)).toEqual(new Set(['DependencyTimeoutException 503']));
+    expect((await node.kms.send(new ListKeysCommand({}))).Keys!.length).toBeGreaterThan(0);
   });
 });

@@ -77,13 +77,15 @@ port.on('message', async (req) => {
       if (c) await c.end().catch(() => {});
       answer = { id: req.id, ok: true, rows: [], rowCount: 0, gen };
     } else {
-      const c = await connection();
+      // A failed connection attempt is an unreachable database whatever its SQLSTATE (not accepting
+      // connections 55000, unknown database 3D000, authentication 28P01 …): the statement never ran.
+      const c = await connection().catch((e) => { throw Object.assign(e, { connecting: true }); });
       const r = await c.query({ text: req.sql, values: req.params.map(toBuffer) });
       const last = Array.isArray(r) ? r[r.length - 1] : r;
       answer = { id: req.id, ok: true, rows: last.rows || [], rowCount: last.rowCount || 0, gen };
     }
   } catch (e) {
-    const server = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && !/^(08|57P|53)/.test(e.code);
+    const server = !e.connecting && typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && !/^(08|57P|53)/.test(e.code);
     if (!server) { const c = client; client = undefined; if (c) c.end().catch(() => {}); }
     answer = { id: req.id, ok: false, server, code: e.code, constraint: e.constraint, message: String(e.message).slice(0, 500), gen };
   }
