@@ -33,6 +33,11 @@ describe('schema versions', () => {
     const e = (await startNode({ token, databaseUrl: url, id: 'old-code' }).catch((x: unknown) => x)) as { output?: string };
     expect(e.output).toMatch(/schema version 99, newer than this p11kms knows \(\d+\)/);
   });
+
+  it('a node that cannot use its database refuses to start, with the reason PostgreSQL gave', async () => {
+    const e = (await startNode({ token, databaseUrl: pg.url('does_not_exist'), id: 'lost' }).catch((x: unknown) => x)) as { output?: string };
+    expect(e.output).toMatch(/Cannot use the metadata database: database \\"does_not_exist\\" does not exist/);
+  });
 });
 
 describe('PostgreSQL restarted under load', () => {

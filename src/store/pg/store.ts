@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Errors } from '../../errors.js';
+import { Errors, isKmsError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { PostgresHealth } from '../../model/database-health.js';
 import { SqliteStore, toAlias, type AliasRow } from '../sqlite.js';
@@ -72,6 +72,8 @@ export class PgStore extends SqliteStore implements MetadataStore {
       schemaVersion = to;
     } catch (e) {
       pg.close();
+      // At start-up the operator needs the driver's reason (refused, unknown database, authentication), not the clients' 503 text.
+      if (isKmsError(e) && pg.lastUnreachableWhy) throw new Error(`Cannot use the metadata database: ${pg.lastUnreachableWhy}`);
       throw e;
     }
     const staleMs = opts.staleMs ?? 1000;

@@ -117,6 +117,8 @@ export class SyncPg {
   /** When the server last answered a statement, and when one last failed for want of the database (unreachable, no answer by the deadline). */
   private lastOkAt = 0;
   private lastUnreachableAt = 0;
+  /** What the driver said when the database was last unreachable: for the operator at start-up, never for clients. */
+  lastUnreachableWhy: string | undefined;
 
   constructor(private readonly opts: SyncPgOptions) {
     const { port1, port2 } = new MessageChannel();
@@ -157,11 +159,13 @@ export class SyncPg {
           throw new PgError(a.message ?? 'database error', a.code ?? 'XX000', a.constraint);
         }
         this.failedUntil = Date.now() + BACKOFF_MS;
+        this.lastUnreachableWhy = a.message ?? 'connection failed';
         throw this.noteUnreachable();
       }
       const left = deadline - Date.now();
       if (left <= 0) {
         this.failedUntil = Date.now() + BACKOFF_MS;
+        this.lastUnreachableWhy = `no answer within ${this.opts.queryTimeoutMs + this.opts.connectTimeoutMs + 1000} ms`;
         this.port.postMessage({ id: ++this.nextId, reset: true });
         throw this.noteUnreachable();
       }
