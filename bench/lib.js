@@ -139,17 +139,20 @@ export async function presign(port, target, bodies) {
 }
 
 /**
- * CPU time (ms) per thread (main thread, token workers, libuv pool, V8 helpers) of processes so
- * far; the main threads of several processes add up under `main`.
+ * CPU time (ms) per thread (main thread, token workers, libuv pool, V8 helpers) of a process so
+ * far; of several (a supervisor, then its workers), the supervisor's main thread is `supervisor`
+ * and worker n's `main<n>`.
  */
 export function threadCpuMs(pids) {
   const out = {};
-  for (const pid of [pids].flat()) {
+  const all = [pids].flat();
+  for (const [i, pid] of all.entries()) {
     try {
       for (const tid of readdirSync(`/proc/${pid}/task`)) {
         const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
         // Node names no thread here (all 'node'): the main thread is the one whose id is the pid.
-        const name = tid === String(pid) ? 'main' : `t${tid}`;
+        const main = all.length === 1 ? 'main' : i === 0 ? 'supervisor' : `main${i}`;
+        const name = tid === String(pid) ? main : `t${tid}`;
         const f = stat.split(') ')[1].split(' ');
         out[name] = (out[name] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / 100;
       }
