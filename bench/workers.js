@@ -58,7 +58,9 @@ export async function workerRows(dir, conf, shape) {
       try {
         // CPU and RSS add up over the supervisor (it hands out connections) and its workers.
         const pids = withChildren(daemon.child.pid);
-        const connections = Math.max(shape.connections, 4 * workers);
+        // At least 8 connections per worker: with 4 (BENCH_CONNECTIONS=8, N=2) CPU per request was 1.8-3.9 ×
+        // that of one process at 8 here; each process batches less (audit commits, token wake-ups).
+        const connections = Math.max(shape.connections, 8 * workers);
         const processes = workers === 1 ? 1 : loadProcesses(rows[0].loadCores);
         const opts = { connections, rate: shape.rate, processes };
         const bodies = await encryptBodies(daemon.port, `bench ${workers} workers`);
