@@ -164,15 +164,17 @@ export function threadCpuMs(pids) {
   return out;
 }
 
-/** A process and its children (a worker supervisor and its workers). */
+/** A process and its children (a worker supervisor and its workers), from their parent pids in /proc. */
 export function withChildren(pid) {
   const children = [];
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      children.push(...readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      if (ppid === pid) children.push(Number(entry));
+    } catch {
+      /* the process ended */
     }
-  } catch {
-    /* the process ended */
   }
   return [pid, ...children];
 }
