@@ -81,18 +81,26 @@ describe('three nodes, one database, one token', () => {
     expect((await b().kms.send(new GetKeyPolicyCommand({ KeyId: keyId }))).Policy).toBe(policy);
   });
 
-  it('rights taken away on one node are refused on every other within the propagation bound', async () => {
+  const takeAway: [string, (keyId: string) => Promise<unknown>, string][] = [
+    ['DisableKey', (KeyId) => a().kms.send(new DisableKeyCommand({ KeyId })), 'DisabledException'],
+    ['ScheduleKeyDeletion', (KeyId) => a().kms.send(new ScheduleKeyDeletionCommand({ KeyId, PendingWindowInDays: 7 })), 'KMSInvalidStateException'],
+    ['PutKeyPolicy (Deny kms:Encrypt)', (KeyId) => a().kms.send(new PutKeyPolicyCommand({
+      KeyId, PolicyName: 'default', Policy: JSON.stringify({ Version: '2012-10-17', Statement: [
+        { Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${ACCOUNT}:root` }, Action: 'kms:*', Resource: '*' },
+        { Effect: 'Deny', Principal: { AWS: '*' }, Action: 'kms:Encrypt', Resource: '*' },
+      ] }),
+    })), 'AccessDeniedException'],
+  ];
+  it.each(takeAway)('%s on one node is refused on every other within the propagation bound', async (what, change, refusal) => {
     const { KeyMetadata } = await a().kms.send(new CreateKeyCommand({}));
     const KeyId = KeyMetadata!.KeyId!;
     // Warm every node's caches: the change must invalidate them, not merely miss them.
     for (const n of nodes) await n.kms.send(new EncryptCommand({ KeyId, Plaintext: text('warm') }));
-    await a().kms.send(new DisableKeyCommand({ KeyId }));
+    await change(KeyId);
     const took = await Promise.all(
-      [b(), c()].map((n) =>
-        until(async () => (await failure(n.kms.send(new EncryptCommand({ KeyId, Plaintext: text('x') })))).name === 'DisabledException'),
-      ),
+      [b(), c()].map((n) => until(async () => (await failure(n.kms.send(new EncryptCommand({ KeyId, Plaintext: text('x') })))).name === refusal)),
     );
-    console.log(`DisableKey propagation (ms): ${took.map((t) => t.toFixed(1)).join(', ')}`);
+    console.log(`${what} propagation (ms): ${took.map((t) => t.toFixed(1)).join(', ')}`);
     // The bound is structural (notification, else the 200 ms poll, else no cache after 1 s);
     // this generous limit only catches a propagation that never happened.
     for (const t of took) expect(t).toBeLessThan(5000);
