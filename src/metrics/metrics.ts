@@ -87,7 +87,7 @@ interface Bound {
   store?: MetadataStore | undefined;
   audit?: (() => { healthy: boolean; seq: number }) | undefined;
   /** The custom key store registry: every store and its connection state. */
-  keyStores?: { summary(): { id: string; state: string }[] } | undefined;
+  keyStores?: { summary(): { id: string; state: string; local: { state: string } }[] } | undefined;
 }
 const bound: Bound = {};
 
@@ -104,6 +104,25 @@ export const customKeyStoreState = new client.Gauge({
     if (!stores) return;
     for (const s of stores) {
       for (const state of STORE_STATES) this.set({ custom_key_store_id: s.id, state }, s.state === state ? 1 : 0);
+    }
+  },
+});
+
+/**
+ * This node's own sessions to each store that should be connected (shared state CONNECTED, or
+ * FAILED and being retried): 1 while it serves the store's keys, 0 while it cannot reach the
+ * store's token (or is still opening it). With several nodes the shared state can stay CONNECTED
+ * while one node reports 0 here.
+ */
+export const customKeyStoreReachable = new client.Gauge({
+  name: 'p11kms_custom_key_store_reachable',
+  help: 'Whether this node has sessions to the token of each custom key store that should be connected (1) or cannot reach it (0).',
+  labelNames: ['custom_key_store_id'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const s of bound.keyStores?.summary() ?? []) {
+      if (s.local.state !== 'DISCONNECTED') this.set({ custom_key_store_id: s.id }, s.local.state === 'CONNECTED' ? 1 : 0);
     }
   },
 });
