@@ -5,7 +5,7 @@ import { loadModule, reinitializeModule } from '../hsm/module.js';
 import { probeToken } from '../hsm/token-probe.js';
 import { describeReason, Token, TokenOpenError, type TokenOptions } from '../hsm/token.js';
 import { Secret } from '../secret.js';
-import type { CustomKeyStoreRecord } from '../store/key-stores.js';
+import type { ConnectionTransition, CustomKeyStoreRecord } from '../store/key-stores.js';
 import type { KmsDeps } from './context.js';
 import {
   sharedStatus, type ConnectionErrorCode, type ConnectionState, type KeyStoreConnections, type KeyStoreSummary, type LocalConnectionState,
@@ -102,6 +102,8 @@ export class KeyStoreRegistry implements KeyStoreConnections {
   private readonly drainMs: number;
   /** This daemon instance, as connection_owner (SQLite: the only one). */
   private readonly me: string;
+  /** State writes that ended a step of this node but failed (database away): retried every monitor tick. */
+  private readonly unfinished = new Map<string, { epoch: number; from: readonly ConnectionState[]; to: ConnectionTransition }>();
 
   constructor(
     private readonly deps: KmsDeps,
@@ -218,20 +220,36 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     }
     if (!next) throw Errors.conflict(`Custom key store ${id} is changing on another node; try again.`);
     const rt = this.runtime(id);
-    const token = this.release(id, rt, 'DISCONNECTED');
+    const token = this.release(rt, 'DISCONNECTED');
     if (token) await this.drainAndClose(id, token);
     // A connect attempt in progress notices the new generation and closes its own token; wait for
     // it (bounded), so that the next login is a fresh one that checks the PIN.
     await this.settle(rt, this.drainMs);
-    this.deps.store.keyStores.transition(id, next.connectionEpoch, ['DISCONNECTING'], { state: 'DISCONNECTED' });
+    this.finishStep(id, next.connectionEpoch, ['DISCONNECTING'], { state: 'DISCONNECTED' });
     this.deps.log.info({ customKeyStoreId: id }, 'custom key store disconnected');
   }
 
   /** DeleteCustomKeyStore: forget the runtime (the store is DISCONNECTED). */
   forget(id: string): void {
     const rt = this.runtimes.get(id);
-    if (rt) this.release(id, rt, 'DISCONNECTED');
+    if (rt) this.release(rt, 'DISCONNECTED')?.close(() => notConnected(id));
     this.runtimes.delete(id);
+    this.unfinished.delete(id);
+  }
+
+  /**
+   * Ends a step this node owns (CONNECTING or DISCONNECTING). If the database is away the write
+   * is kept and tried again every monitor tick, so that the store is not left in the step while
+   * this node lives (if it dies, the leader finishes the step).
+   */
+  private finishStep(id: string, epoch: number, from: readonly ConnectionState[], to: ConnectionTransition): void {
+    try {
+      this.deps.store.keyStores.transition(id, epoch, from, to);
+      this.unfinished.delete(id);
+    } catch (e) {
+      this.deps.log.warn({ customKeyStoreId: id, state: to.state, err: describeReason(e) }, 'custom key store state not written; trying again');
+      this.unfinished.set(id, { epoch, from, to });
+    }
   }
 
   /**
@@ -297,10 +315,10 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     }
     const wanted = wantsSessions(rec);
     if (rt && rt.sharedEpoch !== rec.connectionEpoch && (rt.token || rt.attempt !== undefined || rt.retry)) {
-      const token = this.release(id, rt, wanted ? 'CONNECTING' : 'DISCONNECTED');
+      const token = this.release(rt, wanted ? 'CONNECTING' : 'DISCONNECTED');
       if (token) void this.drainAndClose(id, token);
     } else if (rt && !wanted && rt.local !== 'DISCONNECTED' && rec.connectionState !== 'CONNECTING') {
-      const token = this.release(id, rt, 'DISCONNECTED');
+      const token = this.release(rt, 'DISCONNECTED');
       if (token) void this.drainAndClose(id, token);
     }
     if (!wanted) return;
@@ -310,7 +328,7 @@ export class KeyStoreRegistry implements KeyStoreConnections {
   }
 
   /** Stops this node's work on the store: refuses its keys from now on; returns the token to drain and close. */
-  private release(id: string, rt: Runtime, local: LocalConnectionState): Token | undefined {
+  private release(rt: Runtime, local: LocalConnectionState): Token | undefined {
     rt.gen++;
     clearTimeout(rt.retry);
     rt.retry = undefined;
@@ -320,7 +338,6 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     rt.local = local;
     rt.errorCode = undefined;
     rt.retryDelayMs = this.retryInitialMs;
-    void id;
     return token;
   }
 
@@ -350,6 +367,14 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     rt.chain = next
       .catch((e: unknown) => {
         this.deps.log.error({ customKeyStoreId: id, err: describeReason(e) }, 'custom key store connection step failed');
+        // A Connect whose outcome could not be written (the database went away) must not stay CONNECTING.
+        if (trigger === 'connect' && rt.gen === gen) {
+          rt.local = 'UNREACHABLE';
+          rt.errorCode = 'INTERNAL_ERROR';
+          this.finishStep(id, sharedEpoch, ['CONNECTING'], { state: 'FAILED', errorCode: 'INTERNAL_ERROR', wantConnected: false });
+        } else if (rt.gen === gen && !this.stopped) {
+          this.scheduleRetry(id, gen, sharedEpoch);
+        }
       })
       .finally(() => {
         if (rt.attempt === gen) rt.attempt = undefined;
@@ -380,7 +405,7 @@ export class KeyStoreRegistry implements KeyStoreConnections {
       rt.errorCode = outcome.code;
       this.deps.log.warn({ customKeyStoreId: id, hsm: rec.hsmName, code: outcome.code, detail: outcome.detail, trigger }, 'custom key store connection failed');
       if (trigger === 'connect') {
-        this.deps.store.keyStores.transition(id, sharedEpoch, ['CONNECTING'], { state: 'FAILED', errorCode: outcome.code, wantConnected: false });
+        this.finishStep(id, sharedEpoch, ['CONNECTING'], { state: 'FAILED', errorCode: outcome.code, wantConnected: false });
       } else {
         this.reportUnreachable(id, sharedEpoch, outcome.code);
       }
@@ -403,8 +428,14 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     }
     // Reported before the state is written, so that a node failing to open the store once it is
     // CONNECTED finds this one reaching it.
-    this.reportReach(id, true);
-    const written = this.settleShared(id, sharedEpoch, trigger);
+    let written: boolean;
+    try {
+      this.reportReach(id, true);
+      written = this.settleShared(id, sharedEpoch, trigger);
+    } catch (e) {
+      token.close(() => notConnected(id));
+      throw e;
+    }
     if (rt.gen !== gen || this.stopped || !written) {
       // A Disconnect (here or on another node) came first.
       token.close(() => notConnected(id));
@@ -493,9 +524,9 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     const delay = rt.retryDelayMs;
     rt.retryDelayMs = Math.min(delay * 2, this.retryMaxMs);
     clearTimeout(rt.retry);
-    rt.retry = setTimeout(() => {
+    const timer = setTimeout(() => {
+      if (rt.retry === timer) rt.retry = undefined;
       if (rt.gen !== gen || this.stopped) return;
-      rt.retry = undefined;
       let rec: CustomKeyStoreRecord | undefined;
       try {
         rec = this.deps.store.keyStores.get(id);
@@ -506,7 +537,8 @@ export class KeyStoreRegistry implements KeyStoreConnections {
       if (rec && wantsSessions(rec) && rec.connectionEpoch === sharedEpoch) void this.open(id, sharedEpoch, 'retry');
       else this.followSafely(id);
     }, delay);
-    rt.retry.unref();
+    timer.unref();
+    rt.retry = timer;
   }
 
   /** The token of a store this node served was lost: its keys refused here, reported, reopened with backoff. */
@@ -540,6 +572,7 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     for (const rt of this.runtimes.values()) {
       if (rt.local === 'CONNECTED') rt.token?.checkPresent();
     }
+    for (const [id, step] of this.unfinished) this.finishStep(id, step.epoch, step.from, step.to);
   }
 
   private async attempt(rec: CustomKeyStoreRecord, gen: number): Promise<Outcome> {
