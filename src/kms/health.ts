@@ -1,7 +1,10 @@
 import type { Token } from '../hsm/token.js';
 import type { KeyStoreConnections } from './key-store-connections.js';
 
-/** The readiness report of the daemon: the default token's state and the custom key stores' connection states. */
+/**
+ * The readiness report of the daemon: the default token's state and the custom key stores'
+ * connection states (the shared one, and this node's own sessions as `local`).
+ */
 export interface Readiness {
   ready: boolean;
   token: { label: string; state: Token['state']; recoveries: Token['recoveries']; sessions: ReturnType<Token['poolStats']> };

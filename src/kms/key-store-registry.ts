@@ -59,6 +59,8 @@ interface Runtime {
   attempt?: number | undefined;
   /** This node stopped retrying in this shared epoch (the token refused the PIN). */
   gaveUp?: number | undefined;
+  /** The shared state this node last followed. */
+  seen?: ConnectionState | undefined;
   /** The store's open/close work, one step after another. */
   chain: Promise<void>;
   retry?: NodeJS.Timeout | undefined;
@@ -321,8 +323,16 @@ export class KeyStoreRegistry implements KeyStoreConnections {
       const token = this.release(rt, 'DISCONNECTED');
       if (token) void this.drainAndClose(id, token);
     }
-    if (!wanted) return;
     const now = this.runtime(id);
+    const cameBack = now.seen === 'FAILED' && rec.connectionState === 'CONNECTED';
+    now.seen = rec.connectionState;
+    if (!wanted) return;
+    if (cameBack && now.retry && now.local === 'UNREACHABLE') {
+      // Another node reached the token again: try now rather than at the end of a long backoff.
+      clearTimeout(now.retry);
+      now.retry = undefined;
+      now.retryDelayMs = this.retryInitialMs;
+    }
     if (now.token || now.attempt !== undefined || now.retry || now.gaveUp === rec.connectionEpoch) return;
     void this.open(id, rec.connectionEpoch, 'follow');
   }
