@@ -2,6 +2,8 @@ import {
   ConnectCustomKeyStoreCommand, CreateCustomKeyStoreCommand, CreateKeyCommand, DecryptCommand, DescribeCustomKeyStoresCommand,
   DisconnectCustomKeyStoreCommand, EncryptCommand,
 } from '@aws-sdk/client-kms';
+import { renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure } from '../helpers/daemon.js';
 import { leaderOf, startNode, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
@@ -147,5 +149,22 @@ describe('custom key stores on three nodes', () => {
     const takers = nodes.filter((n) => /taking over a connect whose node is gone/.test(n.output()));
     expect(takers.map((n) => n.id)).toEqual([leader!.id]);
     expect(leader!.output().match(/taking over a connect whose node is gone/g)).toHaveLength(1);
+  });
+
+  it('a store token that no node reaches: FAILED everywhere; back on one node, CONNECTED, and every node serves again', async () => {
+    const dir = one.tokenDir();
+    const hidden = join(token.dir, 'hidden-ha-one');
+    renameSync(dir, hidden);
+    try {
+      // Every node notices (a request, or its once-a-second check) and reports; the last one to find no other node reaching it sets FAILED.
+      for (const n of nodes) await until(() => refused(n, keyOne));
+      await until(async () => (await stateOn(a(), storeOne)).ConnectionState === 'FAILED', 15_000);
+      for (const n of nodes) expect(await stateOn(n, storeOne)).toMatchObject({ ConnectionState: 'FAILED', ConnectionErrorCode: 'CLUSTER_NOT_FOUND' });
+    } finally {
+      renameSync(hidden, dir);
+    }
+    const back = await Promise.all(nodes.map((n) => until(async () => !!(await encrypt(n, keyOne)), 30_000)));
+    console.log(`store token restored: usable again on the three nodes after (ms): ${back.map((t) => t.toFixed(0)).join(', ')}`);
+    for (const n of nodes) expect((await stateOn(n, storeOne)).ConnectionState).toBe('CONNECTED');
   });
 });
