@@ -63,6 +63,7 @@ export async function startDaemon(dir, conf, { entry, env = {}, cpuProfDir } = {
       P11KMS_LOG_LEVEL: 'info',
       // SoftHSM2 in process, as ./scripts/start runs it (worker threads for AES-GCM); the HSM rows override it.
       P11KMS_SOFTWARE_TOKEN: 'true',
+      P11KMS_OBJECT_LIST: 'per-process',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],

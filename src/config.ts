@@ -345,6 +345,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   // one: this says it is an in-process software token (SoftHSM2), as its profile file would.
   const softwareToken = boolFromEnv(env, 'P11KMS_SOFTWARE_TOKEN');
   if (softwareToken !== undefined) hsm.capabilities = { ...hsm.capabilities, softwareToken };
+  // Likewise for SoftHSM2's per-process object list, when several daemons share its token directory.
+  const objectList = env.P11KMS_OBJECT_LIST;
+  if (objectList === 'live' || objectList === 'per-process') hsm.capabilities = { ...hsm.capabilities, objectList };
+  else if (objectList) throw new ConfigError(`P11KMS_OBJECT_LIST must be 'live' or 'per-process', not '${objectList}'`);
   // The development token of ./scripts/start: its SoftHSM2 configuration is found in the data
   // directory, so `p11kms status|audit verify|config check` need no SOFTHSM2_CONF of their own.
   const devSoftHsmConf = join(dataDir, 'softhsm', 'softhsm2.conf');

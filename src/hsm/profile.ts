@@ -53,6 +53,17 @@ export const CapabilitiesSchema = z
     daemonOaepDecode: z.boolean().default(false),
     /** Whether the module offers read-only sessions at all (CloudHSM SDK 5 does not). The daemon opens RW sessions always; documentation and emulator data. */
     readOnlySessions: z.boolean().default(true),
+    /**
+     * How the module sees token objects another process created. 'live': every C_FindObjects
+     * does (a network HSM's server holds the objects). 'per-process': the module keeps its own
+     * list, which can miss them until it is reinitialized: SoftHSM 2.6's file store re-reads the
+     * token directory only when the token's generation file moved since this process last
+     * looked, and this process's own object creation adopts the new value without looking
+     * (OSToken::index, Generation::commit), so several daemons on one token directory can miss
+     * each other's keys. On a miss the daemon looks again: after a reinitialization for
+     * 'per-process', after a short pause for 'live'.
+     */
+    objectList: z.enum(['live', 'per-process']).default('live'),
     /** The module's own session limit per application, when it has one the token info does not report (CloudHSM: 1024). */
     maxSessionsPerApplication: z.number().int().min(1).optional(),
   })

@@ -62,6 +62,19 @@ export type TokenState = 'ready' | 'recovering' | 'down' | 'closed';
 /** Thrown when a ciphertext fails authentication inside the token (wrong key, AAD or tampering). */
 export class AuthenticationFailed extends Error {}
 
+/** No token object with the CKA_ID (and class or key type) asked for; `objectKey` names the search. */
+class ObjectMissing extends KmsError {
+  constructor(readonly objectKey: string) {
+    super('KeyUnavailableException', 'The key material for this KMS key is not present in the key store.', 500);
+  }
+}
+
+/** How long an object still missing after a second look is not looked for again (ms). */
+const STILL_MISSING_MS = 60_000;
+const STILL_MISSING_MAX = 1024;
+/** The pause before a second look on a module whose object list is live (HSM cluster replication). */
+const LOOK_AGAIN_PAUSE_MS = 50;
+
 const RW_SESSION = pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION;
 /** Session states after C_Login (PKCS#11 CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS). */
 const CKS_RO_USER_FUNCTIONS = 1;
@@ -100,6 +113,8 @@ export class TokenCore {
   private closedError: () => KmsError = () => Errors.dependencyTimeout('The key store is shutting down.');
   private lostReported = false;
   private readonly onReinitialized = () => this.afterModuleReinitialized();
+  /** Objects not found after a second look, and when (mayLookAgain). */
+  private readonly stillMissing = new Map<string, number>();
   /** The module with the per-call timeout on its asynchronous (libuv pool) calls. */
   private timedModule: { target: pkcs11js.PKCS11; proxy: pkcs11js.PKCS11 } | undefined;
 
@@ -227,8 +242,10 @@ export class TokenCore {
   }
 
   private async attempt<T>(op: (session: Handle) => Promise<T> | T, mechanism: string, operation: string): Promise<T> {
+    let lookAgain = false;
     for (let attempt = 0; ; attempt++) {
       if (this._state === 'closed') throw this.closedError();
+      if (lookAgain) await this.refreshObjectList();
       if (this._state !== 'ready') await this.awaitRecovery();
       let pooled: Pooled<Handle> | undefined;
       await enterModule(this.mod);
@@ -267,6 +284,10 @@ export class TokenCore {
             if (this.tokenAway(attempt)) continue;
             throw this.unavailable();
           }
+          if (e instanceof ObjectMissing && this.mayLookAgain(e.objectKey, attempt)) {
+            lookAgain = true;
+            continue;
+          }
           throw e;
         }
         if (isStaleHandle(e) && attempt === 0) {
@@ -302,6 +323,33 @@ export class TokenCore {
     this.log.warn({ token: this.opts.tokenLabel }, 'token not present; recovering');
     void this.recover(true);
     return attempt === 0;
+  }
+
+  /**
+   * Whether a missing object is worth one more look: another process (a node sharing the token)
+   * may have created it after this module last listed the token's objects. An object still
+   * missing after a look is not looked for again for a while, so a key whose object really is
+   * gone costs no reinitialization per request.
+   */
+  private mayLookAgain(objectKey: string, attempt: number): boolean {
+    const now = Date.now();
+    if (attempt > 0) {
+      if (this.stillMissing.size >= STILL_MISSING_MAX) this.stillMissing.clear();
+      this.stillMissing.set(objectKey, now);
+      return false;
+    }
+    const since = this.stillMissing.get(objectKey);
+    return since === undefined || now - since > STILL_MISSING_MS;
+  }
+
+  /** Looks again after a miss, as the profile says the module needs (Capabilities.objectList). */
+  private async refreshObjectList(): Promise<void> {
+    if (this.profile.caps.objectList === 'per-process') {
+      this.log.info({ token: this.opts.tokenLabel }, 'token object not found; reinitializing the module to see objects other processes created');
+      await reinitializeModule(this.mod); // single-flight: misses at once share one
+    } else {
+      await new Promise((r) => setTimeout(r, LOOK_AGAIN_PAUSE_MS));
+    }
   }
 
   private unavailable(): KmsError {
@@ -481,7 +529,7 @@ export class TokenCore {
       { type: pkcs11js.CKA_TOKEN, value: true },
     ]);
     const handle = found[0];
-    if (!handle) throw Errors.keyUnavailable('The key material for this KMS key is not present in the key store.');
+    if (!handle) throw new ObjectMissing(cacheKey);
     this.handles.set(cacheKey, handle);
     return handle;
   }
@@ -563,7 +611,7 @@ export class TokenCore {
       { type: pkcs11js.CKA_CLASS, value: cls },
       { type: pkcs11js.CKA_TOKEN, value: true },
     ])[0];
-    if (!handle) throw Errors.keyUnavailable('The key material for this KMS key is not present in the key store.');
+    if (!handle) throw new ObjectMissing(cacheKey);
     this.handles.set(cacheKey, handle);
     return handle;
   }
@@ -579,7 +627,7 @@ export class TokenCore {
       { type: pkcs11js.CKA_KEY_TYPE, value: keyType },
       { type: pkcs11js.CKA_TOKEN, value: true },
     ])[0];
-    if (!handle) throw Errors.keyUnavailable('The key material for this KMS key is not present in the key store.');
+    if (!handle) throw new ObjectMissing(cacheKey);
     this.handles.set(cacheKey, handle);
     return handle;
   }

@@ -49,6 +49,8 @@ export async function startNode(opts: NodeOptions): Promise<ClusterNode> {
       P11KMS_LOG_LEVEL: 'info',
       P11KMS_TOKEN_WORKER_THREADS: '1',
       P11KMS_MAX_SESSIONS: '4',
+      // Several processes on one SoftHSM2 token directory: its profile's objectList (native-config/softhsm2.json).
+      P11KMS_OBJECT_LIST: 'per-process',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

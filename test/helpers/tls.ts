@@ -35,15 +35,19 @@ export function devTls(clients: string[] = [], dir = mkdtempSync(join(tmpdir(), 
   };
 }
 
-/** The AWS SDK over HTTPS, trusting `ca`, optionally presenting a client certificate. */
+/**
+ * The AWS SDK over HTTPS, trusting `ca`, optionally presenting a client certificate. No retries
+ * unless `maxAttempts` says so (3 is the SDK's default, standard retry mode).
+ */
 export function httpsClient(
   endpoint: string,
   tls: { ca: string; cert?: string; key?: string },
   credentials: { accessKeyId: string; secretAccessKey: string } = ADMIN,
   keepAlive = true,
+  maxAttempts = 1,
 ): KMSClient {
   const httpsAgent = new HttpsAgent({ keepAlive, ca: tls.ca, cert: tls.cert, key: tls.key, maxSockets: 16 });
-  return new KMSClient({ endpoint, region: REGION, credentials, maxAttempts: 1, requestHandler: new NodeHttpHandler({ httpsAgent }) });
+  return new KMSClient({ endpoint, region: REGION, credentials, maxAttempts, requestHandler: new NodeHttpHandler({ httpsAgent }) });
 }
 
 /** The AWS SDK over the daemon's Unix socket (plain HTTP, never TLS). */
