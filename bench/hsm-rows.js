@@ -1,19 +1,17 @@
 // The network-HSM rows of `npm run bench`: Encrypt through the HSM emulator (test/emulator) in
 // front of the same SoftHSM2 token, at BENCH_HSM_LATENCIES ms per token call (default 1,5) and
 // pool sizes BENCH_HSM_POOLS (default 8,32,128), BENCH_HSM_SECONDS per row (default 5).
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { CREDENTIALS, ENCRYPTION_CONTEXT, LABEL, load, log, MODULE, presign, REGION, ROOT, runNode, startDaemon } from './lib.js';
+import { encryptBodies, LABEL, load, log, MODULE, presign, ROOT, runNode, startDaemon } from './lib.js';
 
 const HSM_SECONDS = Number(process.env.BENCH_HSM_SECONDS ?? 5);
 const HSM_LATENCIES = (process.env.BENCH_HSM_LATENCIES ?? '1,5').split(',').map(Number);
 const HSM_POOLS = (process.env.BENCH_HSM_POOLS ?? '8,32,128').split(',').map(Number);
 
 const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
-const b64 = (b) => Buffer.from(b).toString('base64');
 const fmt = (x, d = 0) => (x === undefined ? '–' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
 
 /**
@@ -34,10 +32,7 @@ export async function hsmRows(dir, conf) {
         env: { P11KMS_PKCS11_MODULE: module, P11EMU_CONFIG: emuConf, P11KMS_MAX_SESSIONS: String(pool), P11KMS_SOFTWARE_TOKEN: 'false' },
       });
       try {
-        const kms = new KMSClient({ endpoint: `http://127.0.0.1:${daemon.port}`, region: REGION, credentials: CREDENTIALS });
-        const key = (await kms.send(new CreateKeyCommand({ Description: 'bench hsm' }))).KeyMetadata;
-        const bodies = Array.from({ length: 64 }, (_, i) =>
-          JSON.stringify({ KeyId: key.KeyId, Plaintext: b64(Buffer.alloc(32, i)), EncryptionContext: ENCRYPTION_CONTEXT }));
+        const bodies = await encryptBodies(daemon.port, 'bench hsm');
         log(`HSM ${latency} ms, pool ${pool}: warm-up 1 s, then ${HSM_SECONDS} s at ${connections} connections`);
         await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), 1, daemon.child.pid, { connections });
         const r = await load(daemon.port, await presign(daemon.port, 'Encrypt', bodies), HSM_SECONDS, daemon.child.pid, { connections });

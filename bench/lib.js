@@ -46,8 +46,11 @@ export function rssMb(pid) {
   }
 }
 
-/** Starts `entry` (default dist/entry.cjs) on the token in DIR; `env` adds daemon environment. */
-export async function startDaemon(dir, conf, { entry, env = {}, cpuProfDir } = {}) {
+/**
+ * Starts `entry` (default dist/entry.cjs) on the token in DIR; `env` adds daemon environment.
+ * Waits for `listeners` "p11kms listening" lines (one per worker process with P11KMS_WORKERS).
+ */
+export async function startDaemon(dir, conf, { entry, env = {}, cpuProfDir, listeners = 1 } = {}) {
   const args = [];
   if (cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
   args.push(resolve(entry ?? join(ROOT, 'dist/entry.cjs')), 'serve');
@@ -71,7 +74,7 @@ export async function startDaemon(dir, conf, { entry, env = {}, cpuProfDir } = {
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const deadline = Date.now() + 30_000;
-  while (!/"msg":"p11kms listening"/.test(out)) {
+  while ((out.match(/"msg":"p11kms listening"/g) ?? []).length < listeners) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`daemon did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -110,6 +113,15 @@ export async function requestBodies(port) {
   };
 }
 
+/** A fresh symmetric key and 64 distinct Encrypt bodies for it (32-byte plaintexts, encryption context {"purpose":"bench"}). */
+export async function encryptBodies(port, description) {
+  const kms = new KMSClient({ endpoint: `http://127.0.0.1:${port}`, region: REGION, credentials: CREDENTIALS });
+  const key = (await kms.send(new CreateKeyCommand({ Description: description }))).KeyMetadata;
+  kms.destroy();
+  return Array.from({ length: 64 }, (_, i) =>
+    JSON.stringify({ KeyId: key.KeyId, Plaintext: Buffer.alloc(32, i).toString('base64'), EncryptionContext: ENCRYPTION_CONTEXT }));
+}
+
 /** A pool of distinct requests, each signed now (SigV4 allows 5 minutes of skew: each row re-signs). */
 export async function presign(port, target, bodies) {
   const signer = new SignatureV4({ service: 'kms', region: REGION, credentials: CREDENTIALS, sha256: Sha256 });
@@ -127,21 +139,44 @@ export async function presign(port, target, bodies) {
   return out;
 }
 
-/** CPU time (ms) per thread (main thread, token workers, libuv pool, V8 helpers) of a process so far. */
-export function threadCpuMs(pid) {
+/**
+ * CPU time (ms) per thread (main thread, token workers, libuv pool, V8 helpers) of a process so
+ * far; of several (a supervisor, then its workers), the supervisor's main thread is `supervisor`
+ * and worker n's `main<n>`.
+ */
+export function threadCpuMs(pids) {
   const out = {};
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      // Node names no thread here (all 'node'): the main thread is the one whose id is the pid.
-      const name = tid === String(pid) ? 'main' : `t${tid}`;
-      const f = stat.split(') ')[1].split(' ');
-      out[name] = (out[name] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  const all = [pids].flat();
+  for (const [i, pid] of all.entries()) {
+    try {
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        // Node names no thread here (all 'node'): the main thread is the one whose id is the pid.
+        const main = all.length === 1 ? 'main' : i === 0 ? 'supervisor' : `main${i}`;
+        const name = tid === String(pid) ? main : `t${tid}`;
+        const f = stat.split(') ')[1].split(' ');
+        out[name] = (out[name] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+      }
+    } catch {
+      /* the process ended */
     }
-  } catch {
-    /* the process ended */
   }
   return out;
+}
+
+/** A process and its children (a worker supervisor and its workers), from their parent pids in /proc. */
+export function withChildren(pid) {
+  const children = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      if (ppid === pid) children.push(Number(entry));
+    } catch {
+      /* the process ended */
+    }
+  }
+  return [pid, ...children];
 }
 
 /** CPU time (user + system, ms) a process has used so far; `sys` alone when asked. */
@@ -156,32 +191,47 @@ export function cpuMs(pid, sysOnly = false) {
 
 /**
  * Replays `requests` for `seconds` (autocannon in its own process, or bench/sequential.js for
- * `sequential`: one connection, one request at a time) and measures the daemon `pid` meanwhile.
+ * `sequential`: one connection, one request at a time) and measures the daemon meanwhile: `pids`
+ * is its pid, or the pids whose CPU and RSS add up (a supervisor and its workers). `processes`
+ * autocannon processes share the connections (and the rate); their counts add up, their
+ * percentiles are the worst process's.
  */
-export async function load(port, requests, seconds, pid, { connections, rate, sequential = false }) {
-  const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections, seconds, requests, rate });
-  const cpu0 = cpuMs(pid);
-  const sys0 = cpuMs(pid, true);
-  const threads0 = threadCpuMs(pid);
+export async function load(port, requests, seconds, pids, { connections, rate, sequential = false, processes = 1 }) {
+  const daemon = [pids].flat();
+  const sum = (f) => daemon.reduce((a, pid) => a + f(pid), 0);
+  const cpu0 = sum((pid) => cpuMs(pid));
+  const sys0 = sum((pid) => cpuMs(pid, true));
+  const threads0 = threadCpuMs(daemon);
+  const rss = () => sum((pid) => rssMb(pid).rss);
   let peak = 0;
   const timer = setInterval(() => {
-    peak = Math.max(peak, rssMb(pid).rss);
+    peak = Math.max(peak, rss());
   }, 50);
   try {
-    const r = await runNode([join(ROOT, sequential ? 'bench/sequential.js' : 'bench/load.js')], { input: job });
-    const cpu = cpuMs(pid) - cpu0;
-    const sys = cpuMs(pid, true) - sys0;
-    const threads = Object.entries(threadCpuMs(pid))
+    const share = (i) => Math.floor(connections / processes) + (i < connections % processes ? 1 : 0);
+    const runs = await Promise.all(Array.from({ length: processes }, (_, i) => {
+      const job = JSON.stringify({ url: `http://127.0.0.1:${port}`, connections: share(i), seconds, requests, rate: rate && rate / processes });
+      return runNode([join(ROOT, sequential ? 'bench/sequential.js' : 'bench/load.js')], { input: job });
+    }));
+    const total = (k) => runs.reduce((a, x) => a + x[k], 0);
+    const worst = (k) => Math.max(...runs.map((x) => x[k]));
+    const r = runs.length === 1 ? runs[0] : {
+      ok: total('ok'), non2xx: total('non2xx'), errors: total('errors'), timeouts: total('timeouts'), seconds: worst('seconds'),
+      rps: total('rps'), p50: worst('p50'), p99: worst('p99'), max: worst('max'), cpuMs: total('cpuMs'),
+    };
+    const cpu = sum((pid) => cpuMs(pid)) - cpu0;
+    const sys = sum((pid) => cpuMs(pid, true)) - sys0;
+    const threads = Object.entries(threadCpuMs(daemon))
       .map(([name, ms]) => [name, ((ms - (threads0[name] ?? 0)) * 1000) / Math.max(1, r.ok)])
       .filter(([, us]) => us >= 1)
       .sort((a, b) => b[1] - a[1]);
     return {
-      ...r, peakRssMb: Math.max(peak, rssMb(pid).rss), cpuUsPerReq: (cpu * 1000) / Math.max(1, r.ok),
+      ...r, peakRssMb: Math.max(peak, rss()), cpuUsPerReq: (cpu * 1000) / Math.max(1, r.ok),
       sysUsPerReq: (sys * 1000) / Math.max(1, r.ok), daemonCores: cpu / 1000 / r.seconds, loadCores: r.cpuMs / 1000 / r.seconds,
+      loadProcesses: processes, busiestLoadCores: Math.max(...runs.map((x) => x.cpuMs / 1000 / x.seconds)),
       threads: threads.map(([name, us]) => `${name} ${us.toFixed(0)}`).join(', '),
     };
   } finally {
     clearInterval(timer);
   }
 }
-

@@ -9,7 +9,9 @@
 // BENCH_ENTRY=path runs another build of the daemon (A/B runs), BENCH_NO_LIMIT=1 skips the limit,
 // BENCH_RATE=N offers N requests/s in all instead of as many as the connections can send.
 // HSM rows (Encrypt through the HSM emulator): see bench/hsm-rows.js for BENCH_HSM_SECONDS,
-// BENCH_HSM_LATENCIES and BENCH_HSM_POOLS.
+// BENCH_HSM_LATENCIES and BENCH_HSM_POOLS. Worker-process rows (Encrypt on the PostgreSQL store,
+// 1 process and P11KMS_WORKERS=N): see bench/workers.js for BENCH_WORKERS, BENCH_DATABASE_URL and
+// BENCH_LOAD_PROCESSES.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -18,11 +20,12 @@ import {
   AAD_BYTES, LABEL, load as loadWith, log, makeToken, MODULE, presign, requestBodies, ROOT, rssMb, runNode, startDaemon,
 } from './lib.js';
 import { hsmRows, hsmTable } from './hsm-rows.js';
+import { workerRows, workersNote } from './workers.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
-const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Encrypt1,Decrypt,GenerateDataKey,Sign,XKS,HSM').split(',');
+const ROWS = (process.env.BENCH_ROWS ?? 'Encrypt,Encrypt1,Decrypt,GenerateDataKey,Sign,Workers,XKS,HSM').split(',');
 const RATE = Number(process.env.BENCH_RATE) || undefined;
 
 function machine() {
@@ -86,9 +89,10 @@ async function main() {
   const limitBefore = process.env.BENCH_NO_LIMIT ? skipLimit() : await runNode(limitArgs, limitEnv);
   log(`limit ${fmt(limitBefore.rps)} ops/s`);
 
+  const daemonEnv = process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {};
   const daemon = await startDaemon(dir, conf, {
     entry: process.env.BENCH_ENTRY,
-    env: process.env.BENCH_DAEMON_ENV ? JSON.parse(process.env.BENCH_DAEMON_ENV) : {},
+    env: daemonEnv,
     cpuProfDir: process.env.BENCH_CPU_PROF,
   });
   const rows = [];
@@ -122,6 +126,16 @@ async function main() {
     rows.hwm = hwm;
   }
 
+  let workers = [];
+  if (ROWS.includes('Workers')) {
+    try {
+      workers = await workerRows(dir, conf, { seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS, rate: RATE, entry: process.env.BENCH_ENTRY, env: daemonEnv });
+    } catch (e) {
+      log(`worker rows failed: ${e.stack ?? e}`);
+      workers = [{ name: 'daemon Encrypt, PostgreSQL store, 1 and N processes', na: `failed: ${String(e.message ?? e).split('\n')[0]}` }];
+    }
+    rows.push(...workers);
+  }
   if (ROWS.includes('XKS')) rows.push(xksRow());
   const hsm = ROWS.includes('HSM') ? await hsmRows(dir, conf) : [];
 
@@ -134,7 +148,7 @@ async function main() {
   const lines = [
     `Machine: ${info.cpu}, ${info.memory} RAM, ${info.os}, Node ${info.node}, ${info.softhsm}.`,
     `Load average (1/5/15 min) before: ${loadBefore}; after: ${loadAfter}.`,
-    `Daemon: one process, 8 token sessions, audit on (durability ${JSON.parse(process.env.BENCH_DAEMON_ENV ?? '{}').P11KMS_AUDIT_DURABILITY ?? 'fsync'}, fail-closed), SigV4 and authorization on every request, log level info.`,
+    `Daemon: one process (but the worker-process row), SQLite store (but the PostgreSQL rows), 8 token sessions per process, audit on (durability ${daemonEnv.P11KMS_AUDIT_DURABILITY ?? 'fsync'}, fail-closed), SigV4 and authorization on every request, log level info.`,
     `Load: autocannon in a separate process, ${CONNECTIONS} connections, keep-alive, ${SECONDS} s per row after ${WARMUP} s warm-up, 64 distinct pre-signed requests per row; 32-byte plaintexts, encryption context {"purpose":"bench"}. Daemon latencies are autocannon's (1 ms resolution), except the one-connection row (bench/sequential.js: one request at a time, timed per request); the limit's are per call.`,
     '',
     '| Measurement | Concurrency | Requests/s | p50 (ms) | p99 (ms) | Peak RSS (MB) | Daemon CPU per request (µs) | ÷ limit |',
@@ -150,6 +164,7 @@ async function main() {
     }
   }
   lines.push('', `Daemon peak RSS over the whole run (VmHWM): ${fmt(rows.hwm)} MB. Ratios use the mean limit, ${fmt(limit)} ops/s.`);
+  lines.push(...workersNote(workers));
   lines.push(...hsmTable(hsm));
   process.stdout.write(`${lines.join('\n')}\n`);
 }
