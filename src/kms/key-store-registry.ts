@@ -178,7 +178,9 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     if (!this.deps.store.shared) await this.finishAbandoned();
     const attempts: Promise<void>[] = [];
     for (const rec of this.deps.store.keyStores.all()) {
-      if (wantsSessions(rec)) attempts.push(this.open(rec.id, rec.connectionEpoch, 'start-up'));
+      const rt = this.runtimes.get(rec.id);
+      // (A connect finished just above has its token already.)
+      if (wantsSessions(rec) && !rt?.token && rt?.attempt === undefined) attempts.push(this.open(rec.id, rec.connectionEpoch, 'start-up'));
     }
     if (!attempts.length) return;
     let timer: NodeJS.Timeout | undefined;
@@ -220,13 +222,12 @@ export class KeyStoreRegistry implements KeyStoreConnections {
         state: 'DISCONNECTING', owner: this.me, bumpEpoch: true, wantConnected: false,
       });
     }
-    if (!next) throw Errors.conflict(`Custom key store ${id} is changing on another node; try again.`);
+    if (!next) throw Errors.customKeyStoreInvalidState(`Custom key store ${id} is changing on another node; try again.`);
     const rt = this.runtime(id);
-    const token = this.release(rt, 'DISCONNECTED');
-    if (token) await this.drainAndClose(id, token);
-    // A connect attempt in progress notices the new generation and closes its own token; wait for
-    // it (bounded), so that the next login is a fresh one that checks the PIN.
-    await this.settle(rt, this.drainMs);
+    this.closeInTurn(id, rt, this.release(rt, 'DISCONNECTED'));
+    // Requests in the token finish, and a connect attempt in progress notices the new generation
+    // and closes its own token; wait for both (bounded), so that the next login checks the PIN.
+    await this.settle(rt, this.drainMs + 1000);
     this.finishStep(id, next.connectionEpoch, ['DISCONNECTING'], { state: 'DISCONNECTED' });
     this.deps.log.info({ customKeyStoreId: id }, 'custom key store disconnected');
   }
@@ -317,11 +318,9 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     }
     const wanted = wantsSessions(rec);
     if (rt && rt.sharedEpoch !== rec.connectionEpoch && (rt.token || rt.attempt !== undefined || rt.retry)) {
-      const token = this.release(rt, wanted ? 'CONNECTING' : 'DISCONNECTED');
-      if (token) void this.drainAndClose(id, token);
+      this.closeInTurn(id, rt, this.release(rt, wanted ? 'CONNECTING' : 'DISCONNECTED'));
     } else if (rt && !wanted && rt.local !== 'DISCONNECTED' && rec.connectionState !== 'CONNECTING') {
-      const token = this.release(rt, 'DISCONNECTED');
-      if (token) void this.drainAndClose(id, token);
+      this.closeInTurn(id, rt, this.release(rt, 'DISCONNECTED'));
     }
     const now = this.runtime(id);
     const cameBack = now.seen === 'FAILED' && rec.connectionState === 'CONNECTED';
@@ -351,10 +350,20 @@ export class KeyStoreRegistry implements KeyStoreConnections {
     return token;
   }
 
-  private async drainAndClose(id: string, token: Token): Promise<void> {
-    const drained = await token.drain(this.drainMs);
-    if (!drained) this.deps.log.warn({ customKeyStoreId: id }, 'requests still in the token after the drain limit; closing its sessions');
-    token.close(() => notConnected(id));
+  /**
+   * Drains and closes a released token as the next step of the store's chain: closing logs the
+   * token out (PKCS#11: every session of this process on it), so a token opened for a newer
+   * epoch must not be opened before the old one is closed.
+   */
+  private closeInTurn(id: string, rt: Runtime, token: Token | undefined): void {
+    if (!token) return;
+    rt.chain = rt.chain.then(async () => {
+      const drained = await token.drain(this.drainMs);
+      if (!drained) this.deps.log.warn({ customKeyStoreId: id }, 'requests still in the token after the drain limit; closing its sessions');
+      token.close(() => notConnected(id));
+    }).catch((e: unknown) => {
+      this.deps.log.warn({ customKeyStoreId: id, err: describeReason(e) }, 'closing a custom key store token failed');
+    });
   }
 
   private async settle(rt: Runtime, limitMs: number): Promise<void> {
