@@ -1,4 +1,4 @@
-import { CreateAliasCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { CreateAliasCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, SignCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leaderOf, startNode, startNodes, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
 import { inspectToken } from '../helpers/inspect.js';
@@ -97,5 +97,32 @@ describe('kill -9 under load', () => {
     const rows = new Set(pg().psql(DB, "SELECT encode(object_id, 'hex') FROM key_materials").trim().split('\n').filter(Boolean));
     const orphans = inspectToken(token).filter((o) => !rows.has(o.id));
     expect(orphans).toEqual([]);
+  });
+
+  it('a node starting while the others create keys destroys nothing of theirs', async () => {
+    // RSA key pairs take SoftHSM2 tens to hundreds of ms: the starting node's reconciliation
+    // runs while other nodes have version rows pending and objects half made.
+    const made: string[] = [];
+    let stop = false;
+    const creator = async (n: ClusterNode) => {
+      while (!stop) {
+        const { KeyMetadata } = await n.kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }));
+        made.push(KeyMetadata!.KeyId!);
+      }
+    };
+    const load = Promise.all(nodes.slice(0, 2).map(creator));
+    await until(async () => made.length >= 2, 20_000, 20);
+    const late = await startNode({ token, databaseUrl: url, id: 'e' });
+    nodes.push(late);
+    const before = made.length;
+    await until(async () => made.length >= before + 2, 20_000, 20);
+    stop = true;
+    await load;
+    const report = JSON.parse(late.output().split('\n').find((l) => l.includes('start-up reconciliation done'))!);
+    expect({ pendingRemoved: report.pendingRemoved, orphansDestroyed: report.orphansDestroyed }).toEqual({ pendingRemoved: 0, orphansDestroyed: 0 });
+    for (const KeyId of made) {
+      const { Signature } = await late.kms.send(new SignCommand({ KeyId, Message: text('m'), SigningAlgorithm: 'RSASSA_PSS_SHA_256' }));
+      expect(Signature!.length).toBe(256);
+    }
   });
 });
