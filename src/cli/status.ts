@@ -24,7 +24,7 @@ interface Status {
   node: string;
   uptimeSeconds: number;
   token: { label: string; state: string; recoveries: number; sessions: { size: number; idle: number; inUse: number; waiting: number; max: number } };
-  customKeyStores: { id: string; state: string; errorCode?: string }[];
+  customKeyStores: { id: string; state: string; errorCode?: string; local?: { state: string; errorCode?: string } }[];
   database?: DatabaseHealth;
   audit: { enabled: boolean; healthy?: boolean; seq?: number; file?: string };
   listeners: { tcp: string; socket: string; sidecars: string[]; xks?: string };
@@ -71,10 +71,16 @@ function getStatus(socketPath: string): Promise<Status> {
   });
 }
 
+/** This node's own sessions, when they differ from the shared state (e.g. CONNECTED, but unreachable from here). */
+function onThisNode(k: Status['customKeyStores'][number]): string {
+  if (!k.local || k.local.state === k.state || (k.local.state === 'DISCONNECTED' && k.state !== 'CONNECTED')) return '';
+  return `, here ${k.local.state}${k.local.errorCode ? ` (${k.local.errorCode})` : ''}`;
+}
+
 function format(s: Status, healthy: boolean): string {
   const p = s.token.sessions;
   const stores = s.customKeyStores.length
-    ? s.customKeyStores.map((k) => `${k.id} ${k.state}${k.errorCode ? ` (${k.errorCode})` : ''}`).join(', ')
+    ? s.customKeyStores.map((k) => `${k.id} ${k.state}${k.errorCode ? ` (${k.errorCode})` : ''}${onThisNode(k)}`).join(', ')
     : 'none';
   const audit = s.audit.enabled ? `${s.audit.healthy ? 'writing' : 'FAILING'}, last seq ${s.audit.seq}, file ${s.audit.file ?? '-'}` : 'disabled';
   const l = s.listeners;

@@ -70,6 +70,8 @@ export async function startLeadership(deps: KmsDeps, scheduler: LifecycleSchedul
     } else if (!now) {
       leading = false;
     }
+    // A custom key store left CONNECTING or DISCONNECTING by a node that died is finished here, once.
+    if (leading) await deps.keyStores?.finishAbandoned();
     if (leading && Date.now() - lastHousekeeping > HOUSEKEEPING_MS) {
       lastHousekeeping = Date.now();
       const report = await reconcile(deps);

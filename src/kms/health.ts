@@ -13,7 +13,8 @@ export interface AuditProbe {
 
 /**
  * The readiness report of the daemon: the default token's state, the metadata database's (a
- * shared PostgreSQL store), the audit trail's, and the custom key stores' connection states.
+ * shared PostgreSQL store), the audit trail's, and the custom key stores' connection states
+ * (the shared one, and this node's own sessions as `local`).
  */
 export interface Readiness {
   ready: boolean;

@@ -5,7 +5,8 @@ import { Errors } from '../errors.js';
 import type { Token } from '../hsm/token.js';
 import type { CustomKeyStoreRecord } from '../store/key-stores.js';
 import { operation, type KmsDeps, type RequestContext } from './context.js';
-import type { KeyStoreConnections } from './key-store-connections.js';
+import { sharedStatus, type KeyStoreConnections } from './key-store-connections.js';
+import { notConnected } from './token-for.js';
 import { LIMIT, MARKER, oneOf, str } from './validation.js';
 
 /**
@@ -107,7 +108,7 @@ export const CreateCustomKeyStore = operation(
     deps.store.keyStores.insert({
       id, accountId, name: input.CustomKeyStoreName, type: 'AWS_CLOUDHSM', hsmName: input.CloudHsmClusterId,
       trustAnchor: input.TrustAnchorCertificate ?? hsm.trustAnchorCertificate, sealedPassword,
-      createdAt: deps.clock.now().getTime(), wantConnected: false,
+      createdAt: deps.clock.now().getTime(), wantConnected: false, connectionState: 'DISCONNECTED', connectionEpoch: 0,
     });
     deps.log.info({ customKeyStoreId: id, hsm: input.CloudHsmClusterId }, 'custom key store created');
     return { CustomKeyStoreId: id };
@@ -123,7 +124,8 @@ function decodeMarker(marker: string | undefined): string {
 }
 
 function entry(deps: KmsDeps, rec: CustomKeyStoreRecord) {
-  const status = registryOf(deps).status(rec.id);
+  registryOf(deps);
+  const status = sharedStatus(rec);
   return {
     CustomKeyStoreId: rec.id,
     CustomKeyStoreName: rec.name,
@@ -166,7 +168,7 @@ export const ConnectCustomKeyStore = operation(z.object({ CustomKeyStoreId: STOR
   const registry = registryOf(deps);
   authorize(ctx, 'ConnectCustomKeyStore');
   const rec = storeById(deps, ctx, input.CustomKeyStoreId);
-  const { state } = registry.status(rec.id);
+  const { state } = sharedStatus(rec);
   if (state === 'DISCONNECTING' || state === 'FAILED') {
     throw Errors.customKeyStoreInvalidState(
       `Custom key store ${rec.id} is ${state}. ${state === 'FAILED' ? 'Disconnect it (DisconnectCustomKeyStore), correct the error, then connect it again.' : 'Wait until it is DISCONNECTED.'}`,
@@ -181,7 +183,7 @@ export const DisconnectCustomKeyStore = operation(z.object({ CustomKeyStoreId: S
   const registry = registryOf(deps);
   authorize(ctx, 'DisconnectCustomKeyStore');
   const rec = storeById(deps, ctx, input.CustomKeyStoreId);
-  const { state } = registry.status(rec.id);
+  const { state } = sharedStatus(rec);
   if (state === 'DISCONNECTING' || state === 'DISCONNECTED') {
     throw Errors.customKeyStoreInvalidState(`Custom key store ${rec.id} is already ${state}.`);
   }
@@ -205,7 +207,7 @@ export const UpdateCustomKeyStore = operation(
     // Sealed first, so that the checks below and the update run without an await in between.
     const sealedPassword = input.KeyStorePassword === undefined ? undefined : await registry.sealPassword(rec.id, input.KeyStorePassword);
     const current = storeById(deps, ctx, input.CustomKeyStoreId);
-    const { state } = registry.status(current.id);
+    const { state } = sharedStatus(current);
     if ((input.KeyStorePassword !== undefined || input.CloudHsmClusterId !== undefined) && state !== 'DISCONNECTED') {
       throw Errors.customKeyStoreInvalidState(
         `Custom key store ${current.id} is ${state}. KeyStorePassword and CloudHsmClusterId can be changed only while it is DISCONNECTED.`,
@@ -257,7 +259,7 @@ export const DeleteCustomKeyStore = operation(z.object({ CustomKeyStoreId: STORE
   const registry = registryOf(deps);
   authorize(ctx, 'DeleteCustomKeyStore');
   const rec = storeById(deps, ctx, input.CustomKeyStoreId);
-  const { state } = registry.status(rec.id);
+  const { state } = sharedStatus(rec);
   if (state !== 'DISCONNECTED') {
     throw Errors.customKeyStoreInvalidState(`Custom key store ${rec.id} is ${state}; disconnect it before deleting it.`);
   }
@@ -278,15 +280,20 @@ export function connectedStoreToken(deps: KmsDeps, ctx: RequestContext, id: stri
   const registry = registryOf(deps);
   const rec = storeById(deps, ctx, id);
   const token = registry.connectedToken(rec.id);
-  if (!token) throw Errors.customKeyStoreInvalidState(`Custom key store ${rec.id} is ${registry.status(rec.id).state}; it must be CONNECTED.`);
+  if (!token) {
+    const { state } = sharedStatus(rec);
+    // CONNECTED but not reachable from this node: refused as for a lost token.
+    if (state === 'CONNECTED') throw notConnected(rec.id);
+    throw Errors.customKeyStoreInvalidState(`Custom key store ${rec.id} is ${state}; it must be CONNECTED.`);
+  }
   return token;
 }
 
 /** CreateKey with CustomKeyStoreId: the caller's store, which must be CONNECTED. */
 export function storeForNewKey(deps: KmsDeps, ctx: RequestContext, id: string): CustomKeyStoreRecord {
-  const registry = registryOf(deps);
+  registryOf(deps);
   const rec = storeById(deps, ctx, id);
-  const { state } = registry.status(rec.id);
+  const { state } = sharedStatus(rec);
   if (state !== 'CONNECTED') {
     throw Errors.customKeyStoreInvalidState(`Custom key store ${rec.id} is ${state}; KMS keys can be created in it only when it is CONNECTED.`);
   }

@@ -62,9 +62,12 @@ export async function reconcile(deps: KmsDeps): Promise<ReconcileReport> {
  */
 export async function reconcileKeyStore(deps: KmsDeps, storeId: string, token: Token): Promise<KeyStoreReconcileReport> {
   const report: KeyStoreReconcileReport = { ...(await resolvePending(deps, token, storeId)), foreignObjects: 0 };
+  // The token first, the rows second, as above: every node reconciles the store when it opens
+  // its sessions, and another node may be creating a key in the store meanwhile.
+  const objects = await token.listObjects(LABEL_PREFIX);
   const known = deps.store.objectIdsIn(storeId);
   const present = new Set<string>();
-  for (const obj of await token.listObjects(LABEL_PREFIX)) {
+  for (const obj of objects) {
     const id = obj.id.toString('hex');
     if (!known.has(id) && !present.has(id)) {
       const keyId = obj.label.slice(LABEL_PREFIX.length).split(':')[0] ?? '';

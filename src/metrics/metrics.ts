@@ -88,7 +88,7 @@ interface Bound {
   store?: MetadataStore | undefined;
   audit?: (() => { healthy: boolean; seq: number }) | undefined;
   /** The custom key store registry: every store and its connection state. */
-  keyStores?: { summary(): { id: string; state: string }[] } | undefined;
+  keyStores?: { summary(): { id: string; state: string; local: { state: string } }[] } | undefined;
   /** How this node sees its metadata database (src/kms/health.ts databaseHealth). */
   database?: (() => DatabaseHealth) | undefined;
 }
@@ -100,6 +100,15 @@ function databaseAway(): boolean {
   return db?.kind === 'postgresql' && db.state !== 'ok';
 }
 
+/** The custom key stores are database rows: not asked for while the database is away (see p11kms_keys), none if it fails meanwhile. */
+function keyStoreSummary(): { id: string; state: string; local: { state: string } }[] {
+  try {
+    return databaseAway() ? [] : bound.keyStores?.summary() ?? [];
+  } catch {
+    return [];
+  }
+}
+
 const STORE_STATES = ['CONNECTED', 'CONNECTING', 'DISCONNECTED', 'DISCONNECTING', 'FAILED'] as const;
 /** Read at scrape time from the key store registry: every store, 1 for its current state and 0 for the others. */
 export const customKeyStoreState = new client.Gauge({
@@ -109,16 +118,27 @@ export const customKeyStoreState = new client.Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    let stores: { id: string; state: string }[] | undefined;
-    try {
-      // The stores are database rows: not asked for while the database is away (see p11kms_keys).
-      stores = databaseAway() ? undefined : bound.keyStores?.summary();
-    } catch {
-      return;
-    }
-    if (!stores) return;
-    for (const s of stores) {
+    for (const s of keyStoreSummary()) {
       for (const state of STORE_STATES) this.set({ custom_key_store_id: s.id, state }, s.state === state ? 1 : 0);
+    }
+  },
+});
+
+/**
+ * This node's own sessions to each store that should be connected (shared state CONNECTED, or
+ * FAILED and being retried): 1 while it serves the store's keys, 0 while it cannot reach the
+ * store's token (or is still opening it). With several nodes the shared state can stay CONNECTED
+ * while one node reports 0 here.
+ */
+export const customKeyStoreReachable = new client.Gauge({
+  name: 'p11kms_custom_key_store_reachable',
+  help: 'Whether this node has sessions to the token of each custom key store that should be connected (1) or cannot reach it (0).',
+  labelNames: ['custom_key_store_id'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const s of keyStoreSummary()) {
+      if (s.local.state !== 'DISCONNECTED') this.set({ custom_key_store_id: s.id }, s.local.state === 'CONNECTED' ? 1 : 0);
     }
   },
 });

@@ -18,9 +18,25 @@ CREATE TABLE IF NOT EXISTS custom_key_stores (
   sealed_password BLOB NOT NULL,
   created_at INTEGER NOT NULL,
   want_connected INTEGER NOT NULL,
+  connection_state TEXT NOT NULL DEFAULT 'DISCONNECTED',
+  connection_error_code TEXT,
+  connection_epoch INTEGER NOT NULL DEFAULT 0,
+  connection_owner TEXT,
   UNIQUE (account_id, name)
 );
 `;
+
+/** The connection columns, added to databases made before the state was shared (like the PostgreSQL store's migration 4). */
+export const KEY_STORES_CONNECTION_COLUMNS: readonly [string, string][] = [
+  ['connection_state', "TEXT NOT NULL DEFAULT 'DISCONNECTED'"],
+  ['connection_error_code', 'TEXT'],
+  ['connection_epoch', 'INTEGER NOT NULL DEFAULT 0'],
+  ['connection_owner', 'TEXT'],
+];
+/** A store left wanted-connected by an older version was CONNECTED as far as its operator knew. */
+export const KEY_STORES_CONNECTION_BACKFILL = "UPDATE custom_key_stores SET connection_state = 'CONNECTED' WHERE want_connected = 1";
+
+export type StoredConnectionState = 'CONNECTED' | 'CONNECTING' | 'DISCONNECTED' | 'DISCONNECTING' | 'FAILED';
 
 export interface CustomKeyStoreRecord {
   id: string;
@@ -33,8 +49,26 @@ export interface CustomKeyStoreRecord {
   /** Version ‖ IV ‖ AES-GCM(PIN) ‖ tag, sealed by SecretBox. */
   sealedPassword: Buffer;
   createdAt: number;
-  /** ConnectCustomKeyStore was called and no DisconnectCustomKeyStore since: reconnect at start-up. */
+  /** The store is connected, or lost everywhere and being retried: every node keeps (re)opening its sessions. */
   wantConnected: boolean;
+  /** The cluster-wide ConnectionState. */
+  connectionState: StoredConnectionState;
+  /** ConnectionErrorCode, kept with FAILED. */
+  connectionErrorCode?: string | undefined;
+  /** Bumped by every Connect and Disconnect; state writes are conditional on it. */
+  connectionEpoch: number;
+  /** The daemon instance running the CONNECTING or DISCONNECTING step. */
+  connectionOwner?: string | undefined;
+}
+
+/** A conditional change of the connection state (KeyStoreTable.transition). */
+export interface ConnectionTransition {
+  state: StoredConnectionState;
+  errorCode?: string | undefined;
+  wantConnected?: boolean;
+  owner?: string | undefined;
+  /** A new epoch (Connect, Disconnect): older work in progress gives up. */
+  bumpEpoch?: boolean;
 }
 
 export type CustomKeyStorePatch = Partial<Pick<CustomKeyStoreRecord, 'name' | 'hsmName' | 'sealedPassword' | 'wantConnected' | 'trustAnchor'>>;
@@ -50,17 +84,25 @@ export interface KeyStoreTable {
   delete(id: string): void;
   /** Keys (in any state) that live in the store. */
   countKeys(id: string): number;
+  /**
+   * Writes a new connection state if the row still has `epoch` and one of the states `from`;
+   * returns the row as written, or undefined when another change came first.
+   */
+  transition(id: string, epoch: number, from: readonly StoredConnectionState[], to: ConnectionTransition): CustomKeyStoreRecord | undefined;
 }
 
 interface Row {
   id: string; account_id: string; name: string; type: string; hsm_name: string; trust_anchor: string | null;
   sealed_password: Buffer; created_at: number; want_connected: number;
+  connection_state: string; connection_error_code: string | null; connection_epoch: number | string; connection_owner: string | null;
 }
 
 const toRecord = (r: Row): CustomKeyStoreRecord => ({
   id: r.id, accountId: r.account_id, name: r.name, type: r.type as 'AWS_CLOUDHSM', hsmName: r.hsm_name,
   trustAnchor: r.trust_anchor ?? undefined, sealedPassword: r.sealed_password, createdAt: r.created_at,
-  wantConnected: r.want_connected === 1,
+  wantConnected: r.want_connected === 1, connectionState: r.connection_state as StoredConnectionState,
+  connectionErrorCode: r.connection_error_code ?? undefined, connectionEpoch: Number(r.connection_epoch),
+  connectionOwner: r.connection_owner ?? undefined,
 });
 
 const COLUMNS: Record<keyof CustomKeyStorePatch, string> = {
@@ -78,7 +120,7 @@ export class SqliteKeyStoreTable implements KeyStoreTable {
       list: db.prepare('SELECT * FROM custom_key_stores WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?'),
       all: db.prepare('SELECT * FROM custom_key_stores ORDER BY id'),
       insert: db.prepare(`INSERT INTO custom_key_stores (id, account_id, name, type, hsm_name, trust_anchor, sealed_password,
-        created_at, want_connected) VALUES (?,?,?,?,?,?,?,?,?)`),
+        created_at, want_connected, connection_state, connection_epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?)`),
       delete: db.prepare('DELETE FROM custom_key_stores WHERE id = ?'),
       countKeys: db.prepare('SELECT COUNT(*) FROM keys WHERE custom_key_store_id = ?').pluck(),
     };
@@ -113,7 +155,18 @@ export class SqliteKeyStoreTable implements KeyStoreTable {
   insert(r: CustomKeyStoreRecord): void {
     this.stmt.insert.run(
       r.id, r.accountId, r.name, r.type, r.hsmName, r.trustAnchor ?? null, r.sealedPassword, r.createdAt, r.wantConnected ? 1 : 0,
+      r.connectionState, r.connectionEpoch,
     );
+  }
+
+  transition(id: string, epoch: number, from: readonly StoredConnectionState[], to: ConnectionTransition): CustomKeyStoreRecord | undefined {
+    const want = to.wantConnected === undefined ? null : to.wantConnected ? 1 : 0;
+    const { changes } = this.db
+      .prepare(`UPDATE custom_key_stores SET connection_state = ?, connection_error_code = ?,
+        want_connected = coalesce(?, want_connected), connection_owner = ?, connection_epoch = connection_epoch + ?
+        WHERE id = ? AND connection_epoch = ? AND connection_state IN (${from.map(() => '?').join(', ')})`)
+      .run(to.state, to.errorCode ?? null, want, to.owner ?? null, to.bumpEpoch ? 1 : 0, id, epoch, ...from);
+    return changes ? this.get(id) : undefined;
   }
 
   update(id: string, patch: CustomKeyStorePatch): void {

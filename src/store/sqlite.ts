@@ -2,7 +2,9 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { Errors } from '../errors.js';
 import { LIFECYCLE_SCHEMA, SqliteLifecycleStore, type LifecycleStore } from './lifecycle.js';
-import { KEY_STORES_SCHEMA, SqliteKeyStoreTable, type KeyStoreTable } from './key-stores.js';
+import {
+  KEY_STORES_CONNECTION_BACKFILL, KEY_STORES_CONNECTION_COLUMNS, KEY_STORES_SCHEMA, SqliteKeyStoreTable, type KeyStoreTable,
+} from './key-stores.js';
 import { KEY_USAGE_SCHEMA, SqliteKeyUsageTable, type KeyUsageTable } from './key-usage.js';
 import { MULTI_REGION_SCHEMA, SqliteMultiRegionTable, type MultiRegionTable } from './multi-region.js';
 import type { CredentialRecord, GrantFilter, GrantRecord, IdentityPolicyRecord } from './authz-records.js';
@@ -132,6 +134,14 @@ function openSqlite(path: string): SqlDriver {
   db.exec('CREATE INDEX IF NOT EXISTS keys_by_key_store ON keys(custom_key_store_id) WHERE custom_key_store_id IS NOT NULL');
   db.exec(LIFECYCLE_SCHEMA);
   db.exec(KEY_STORES_SCHEMA);
+  // Stores made before the connection state was kept in the row: add the columns, CONNECTED where the operator left it connected.
+  const storeColumns = (db.pragma('table_info(custom_key_stores)') as { name: string }[]).map((c) => c.name);
+  if (!storeColumns.includes('connection_state')) {
+    db.transaction(() => {
+      for (const [name, type] of KEY_STORES_CONNECTION_COLUMNS) db.exec(`ALTER TABLE custom_key_stores ADD COLUMN ${name} ${type}`);
+      db.exec(KEY_STORES_CONNECTION_BACKFILL);
+    })();
+  }
   db.exec(KEY_USAGE_SCHEMA);
   db.exec(MULTI_REGION_SCHEMA);
   return db as unknown as SqlDriver;

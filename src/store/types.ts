@@ -96,6 +96,13 @@ export interface SharedStore {
   onChange(listener: (change: StoreChange) => void): void;
   /** Import-token rows whose writer is gone (hex ids): reconciliation may remove those without an object. */
   abandonedImportTokenIds(): Set<string>;
+  /**
+   * Records whether this node reaches a custom key store's token now; answers whether another
+   * live node reports reaching it (rows of instances that are gone are removed first).
+   */
+  reportKeyStoreReach(storeId: string, reachable: boolean, errorCode?: string): boolean;
+  /** Custom key stores left CONNECTING or DISCONNECTING by an instance that is gone: the leader finishes them. */
+  abandonedKeyStoreSteps(): string[];
   /** Ends the cluster link: PostgreSQL frees this instance's locks (leader, keys, pending rows). */
   release(): Promise<void>;
 }

@@ -107,7 +107,10 @@ describe('a store token that disappears under the running daemon', () => {
       const ready = await fetch(`${h.endpoint}/health/ready`);
       expect(ready.status).toBe(200);
       const body = (await ready.json()) as { customKeyStores: { id: string; state: string; errorCode?: string }[] };
-      expect(body.customKeyStores).toContainEqual({ id: storeId, state: 'FAILED', errorCode: 'CLUSTER_NOT_FOUND' });
+      // The shared state, and this node's own (issue #11): one node, so both say the token is gone.
+      expect(body.customKeyStores).toContainEqual({
+        id: storeId, state: 'FAILED', errorCode: 'CLUSTER_NOT_FOUND', local: { state: 'UNREACHABLE', errorCode: 'CLUSTER_NOT_FOUND' },
+      });
       expect((await h.kms.send(new DescribeKeyCommand({ KeyId: storeKey }))).KeyMetadata!.KeyState).toBe('Unavailable');
       await expectRefused(h.kms.send(new DecryptCommand({ CiphertextBlob: before.CiphertextBlob })));
       // Still missing after a few backoff rounds.

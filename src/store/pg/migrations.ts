@@ -1,3 +1,4 @@
+import { KEY_STORES_CONNECTION_BACKFILL, KEY_STORES_CONNECTION_COLUMNS } from '../key-stores.js';
 import type { SyncPg } from './sync-client.js';
 
 /**
@@ -148,8 +149,27 @@ CREATE TABLE pending_replicas (
 );
 `;
 
+/**
+ * One connection state per custom key store, cluster-wide (src/store/key-stores.ts): the state,
+ * error code, epoch and owner columns (the table's change trigger already notifies every node),
+ * and each node's own reachability of each store (src/kms/key-store-registry.ts), which only the
+ * nodes read, uncached.
+ */
+const V4 = `
+${KEY_STORES_CONNECTION_COLUMNS.map(([name, type]) => `ALTER TABLE custom_key_stores ADD COLUMN ${name} ${type};`).join('\n')}
+${KEY_STORES_CONNECTION_BACKFILL};
+CREATE TABLE custom_key_store_reach (
+  store_id TEXT NOT NULL REFERENCES custom_key_stores(id) ON DELETE CASCADE,
+  instance TEXT NOT NULL,
+  reachable INTEGER NOT NULL,
+  error_code TEXT,
+  at BIGINT NOT NULL,
+  PRIMARY KEY (store_id, instance)
+);
+`;
+
 /** Index = version - 1. */
-export const MIGRATIONS: readonly string[] = [V1, V2, V3];
+export const MIGRATIONS: readonly string[] = [V1, V2, V3, V4];
 
 export class SchemaTooNewError extends Error {}
 

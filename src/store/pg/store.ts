@@ -109,6 +109,8 @@ export class PgStore extends SqliteStore implements MetadataStore {
       health: () => this.health(),
       onChange: (l) => this.onChange(l),
       abandonedImportTokenIds: () => this.abandonedImportTokenIds(),
+      reportKeyStoreReach: (storeId, reachable, errorCode) => this.reportKeyStoreReach(storeId, reachable, errorCode),
+      abandonedKeyStoreSteps: () => this.abandonedKeyStoreSteps(),
       release: () => link.close(),
     };
   }
@@ -260,6 +262,31 @@ export class PgStore extends SqliteStore implements MetadataStore {
       .pluck()
       .all(this.instanceId) as Buffer[];
     return new Set(rows.map((b) => b.toString('hex')));
+  }
+
+  private reportKeyStoreReach(storeId: string, reachable: boolean, errorCode: string | undefined): boolean {
+    this.db
+      .prepare(`INSERT INTO custom_key_store_reach (store_id, instance, reachable, error_code, at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (store_id, instance) DO UPDATE SET reachable = excluded.reachable, error_code = excluded.error_code, at = excluded.at`)
+      .run(storeId, this.instanceId, reachable ? 1 : 0, errorCode ?? null, Date.now());
+    this.db
+      .prepare(`DELETE FROM custom_key_store_reach WHERE store_id = ? AND instance <> ?
+        AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(instance))`)
+      .run(storeId, this.instanceId);
+    // Written before read, by every node: of two nodes losing the store at once, the later reader sees the other's report.
+    const others = this.db
+      .prepare('SELECT count(*) FROM custom_key_store_reach WHERE store_id = ? AND instance <> ? AND reachable = 1')
+      .pluck()
+      .get(storeId, this.instanceId);
+    return Number(others) > 0;
+  }
+
+  private abandonedKeyStoreSteps(): string[] {
+    return this.db
+      .prepare(`SELECT id FROM custom_key_stores WHERE connection_state IN ('CONNECTING', 'DISCONNECTING') AND (connection_owner IS NULL OR
+        (connection_owner <> ? AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(connection_owner))))`)
+      .pluck()
+      .all(this.instanceId) as string[];
   }
 
   override close(): void {
