@@ -57,6 +57,23 @@ export function loadModule(path: string, env: Record<string, string> = {}, libra
   return mod;
 }
 
+/**
+ * C_Finalize + C_Initialize of a module no token uses yet (nothing open, nothing in flight), at
+ * once: for a start-up that must look at the module's slots afresh. Returns false (and does
+ * nothing) when the module is in use; then reinitializeModule() is the way.
+ */
+export function reinitializeIdleModule(mod: LoadedModule): boolean {
+  if (mod.listeners.size > 0 || mod.inflight > 0 || mod.gate) return false;
+  try {
+    mod.pkcs11.C_Finalize();
+  } catch {
+    /* not initialized any more */
+  }
+  initialize(mod.pkcs11, mod.libraryParameters);
+  mod.generation++;
+  return true;
+}
+
 /** The module's real path (symlinks resolved): two configured paths to one library are one module. */
 export function realModulePath(path: string): string {
   try {

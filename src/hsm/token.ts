@@ -2,7 +2,8 @@ import { KmsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CURVES, HashName, KeyKind, PairUsage, SignScheme } from './asymmetric.js';
 import { ckrName, ckrOf } from './ckr.js';
-import { loadModule } from './module.js';
+import { loadModule, reinitializeIdleModule } from './module.js';
+import { CapabilitiesSchema } from './profile.js';
 import { TokenCore, TokenOpenError, type TokenOptions } from './session-core.js';
 import { AeadVerbs, type AeadShape, type Sealed } from './verbs/aead.js';
 import { AsymmetricVerbs } from './verbs/asymmetric.js';
@@ -20,6 +21,10 @@ export type { AeadShape, Sealed } from './verbs/aead.js';
 export type { AeadScheme } from './profile.js';
 export { KeyMaterialRejected, NoTrustedKey, UnwrapFailed, type OaepHash } from './verbs/wrap.js';
 export type { ImportedKind } from './verbs/import.js';
+
+/** How often a start-up looks for a token a per-process module did not show, and the pause between looks (ms). */
+const TOKEN_LOOKS = 6;
+const TOKEN_LOOK_PAUSE_MS = 50;
 
 /**
  * One PKCS#11 token as the rest of the daemon sees it: keys are object ids with verbs; raw
@@ -42,11 +47,25 @@ export class Token extends TokenCore {
   /** Connects and logs in; throws a clear error (without the PIN) when that is impossible. */
   static open(opts: TokenOptions, log: Logger): Token {
     const mod = loadModule(opts.module, opts.moduleEnv, opts.libraryParameters);
-    try {
-      return new Token(mod, opts, log);
-    } catch (e) {
-      if (e instanceof KmsError) throw e;
-      throw new TokenOpenError(`Cannot open token '${opts.tokenLabel}': ${ckrName(ckrOf(e))}`, ckrOf(e), 'pkcs11');
+    // A module whose view of the token is per process (SoftHSM2's file store) can miss the token
+    // while another process rewrites its token.object (SoftHSM 2.6 does at every C_Login): nodes
+    // starting together on one token directory. It sees the token after a reinitialization.
+    const lookAgain = CapabilitiesSchema.parse(opts.capabilities ?? {}).objectList === 'per-process' ? TOKEN_LOOKS : 0;
+    for (let look = 1; ; look++) {
+      try {
+        return new Token(mod, opts, log);
+      } catch (e) {
+        if (e instanceof TokenOpenError && e.kind === 'not-found' && look < lookAgain) {
+          // Start-up only (an idle module): a short blocking pause lets the other process finish writing.
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TOKEN_LOOK_PAUSE_MS);
+          if (reinitializeIdleModule(mod)) {
+            log.warn({ token: opts.tokenLabel, look }, 'token not found; reinitializing the module and looking again');
+            continue;
+          }
+        }
+        if (e instanceof KmsError) throw e;
+        throw new TokenOpenError(`Cannot open token '${opts.tokenLabel}': ${ckrName(ckrOf(e))}`, ckrOf(e), 'pkcs11');
+      }
     }
   }
 
