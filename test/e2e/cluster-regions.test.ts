@@ -4,6 +4,8 @@ import {
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log.js';
+import { PgStore } from '../../src/store/pg/store.js';
 import { ADMIN, failure } from '../helpers/daemon.js';
 import { leaderOf, startNodes, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
 import { sharedPgCluster } from '../helpers/postgres.js';
@@ -18,6 +20,7 @@ import type { TempToken } from '../helpers/softhsm.js';
 
 const DB = 'cluster_regions';
 let token: TempToken;
+let url: string;
 let nodes: ClusterNode[] = [];
 const text = (s: string) => new TextEncoder().encode(s);
 const psql = (sql: string) => sharedPgCluster().psql(DB, sql).trim();
@@ -25,7 +28,7 @@ const west = (n: ClusterNode) => new KMSClient({ endpoint: n.endpoint, region: '
 const [a, b] = [() => nodes[0]!, () => nodes[1]!];
 
 beforeAll(async () => {
-  ({ token, nodes } = await startNodes(DB, { P11KMS_REGIONS: 'eu-west-1', P11KMS_SCHEDULER_INTERVAL_MS: '200' }, ['a', 'b']));
+  ({ token, url, nodes } = await startNodes(DB, { P11KMS_REGIONS: 'eu-west-1', P11KMS_SCHEDULER_INTERVAL_MS: '200' }, ['a', 'b']));
 }, 90_000);
 
 afterAll(() => stopNodes(nodes, token));
@@ -64,6 +67,33 @@ describe('a further region on a shared PostgreSQL database', () => {
     expect(replica?.KeyState).toBe('Enabled');
     expect(new TextDecoder().decode((await west(b()).send(new DecryptCommand({ CiphertextBlob }))).Plaintext)).toBe('mrk');
     expect(psql(`SELECT primary_region FROM p11kms_eu_west_1.multi_region_keys WHERE key_id = '${KeyId}'`)).toBe('us-east-1');
+  });
+
+  it('a Multi-Region key id locked in one region is not locked in the other (key locks are per region)', async () => {
+    const open = (region?: string) => PgStore.open({ url, nodeId: 'locks', log: silentLogger, region });
+    // A third store, of eu-west-1 again, as another node's: advisory locks are re-entrant within one connection.
+    const [east, westStore, otherWest] = await Promise.all([open(), open('eu-west-1'), open('eu-west-1')]);
+    try {
+      const keyId = 'mrk-00000000000000000000000000000001';
+      const unlockEast = await east.shared.lockKey(keyId);
+      const second = await Promise.race([westStore.shared.lockKey(keyId), new Promise<'blocked'>((r) => setTimeout(() => r('blocked'), 2000))]);
+      expect(second).not.toBe('blocked');
+      await (second as () => Promise<void>)();
+      await unlockEast();
+      // Within one region the lock still excludes: another node's store waits until the holder unlocks.
+      const held = await westStore.shared.lockKey(keyId);
+      const waiting = otherWest.shared.lockKey(keyId);
+      const first = await Promise.race([east.shared.lockKey(keyId).then((u) => ({ who: 'east', u })), waiting.then((u) => ({ who: 'west', u }))]);
+      expect(first.who).toBe('east');
+      await first.u();
+      await held();
+      await (await waiting)();
+    } finally {
+      for (const s of [east, westStore, otherWest]) {
+        await s.shared.release();
+        s.close();
+      }
+    }
   });
 
   it("only the leader runs jobs (every region's); a new leader runs them", async () => {
