@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenSealer } from '../audit/sealer.js';
 import type { CredentialRegistry } from '../authz/credentials.js';
@@ -35,11 +35,13 @@ export async function openMetadataStore(config: Config, log: Logger): Promise<Me
  * and led by the default region's leader (`main`).
  */
 export async function openRegionStore(config: Config, region: string, main: MetadataStore, log: Logger): Promise<MetadataStore> {
+  const file = join(config.dataDir, 'regions', region, 'metadata.sqlite');
   if (!config.database || !main.shared) {
-    const dir = join(config.dataDir, 'regions', region);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return new SqliteStore(join(dir, 'metadata.sqlite'));
+    mkdirSync(join(config.dataDir, 'regions', region), { recursive: true, mode: 0o700 });
+    return new SqliteStore(file);
   }
+  // Earlier versions kept a further region in a per-node file even with a database: its keys are not in the schema.
+  if (existsSync(file)) log.warn({ file }, 'a SQLite file of this region is left from an earlier version; it is not used (its keys are not in the database)');
   const store = await PgStore.open({
     url: config.database.url.reveal(), nodeId: config.database.nodeId, log, queryTimeoutMs: config.database.queryTimeoutMs,
     region, leader: main.shared,
