@@ -7,6 +7,9 @@ import type { SyncPg } from './sync-client.js';
  * around the whole check so that nodes starting together do not race, and refuses a database
  * whose schema is newer than this code knows (a newer p11kms migrated it: running older code
  * on it could misread or damage rows). Never edit a released migration: add the next one.
+ * (Version 1 takes its notification channel as a parameter; for the default region's schema it
+ * renders the released text unchanged, test/unit/pg-migrations.test.ts.) Each further region's
+ * schema has its own p11kms_schema and runs the same migrations (storeSchema below).
  *
  * The tables mirror the SQLite store's (src/store/sqlite.ts, lifecycle.ts, key-stores.ts) with
  * PostgreSQL types: BIGINT for millisecond timestamps, BYTEA for blobs. Secrets are stored
@@ -182,9 +185,6 @@ export function migrations(channel = DEFAULT_CHANNEL): readonly string[] {
   return [V1(channel), V2, V3, V4];
 }
 
-/** The newest schema version this code knows. */
-export const SCHEMA_VERSION = migrations().length;
-
 /**
  * Where a store's tables live: the default region's store in the connection's own search_path
  * (`public` unless the URL says otherwise, as before regions had schemas), a further region's
@@ -198,7 +198,7 @@ export interface StoreSchema {
 
 export function storeSchema(region?: string): StoreSchema {
   if (!region) return { channel: DEFAULT_CHANNEL };
-  // Region names are [a-z0-9-] (src/config.ts), so the schema name needs no quoting beyond the usual.
+  // Region names are [a-z0-9-] (src/config.ts): the schema and channel names are plain lower-case identifiers.
   const name = `p11kms_${region.replace(/-/g, '_')}`;
   const channel = `${name}_changes`;
   // PostgreSQL truncates identifiers at 63 bytes: two long region names could meet in one schema.
