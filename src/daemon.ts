@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
 import express from 'express';
 import { adminRouter } from './api/admin/router.js';
 import { statusRouter } from './api/admin/status.js';
@@ -29,8 +28,7 @@ import { PeerClient } from './api/peer/client.js';
 import { reconcileImportKeys } from './kms/import.js';
 import { LifecycleScheduler } from './kms/scheduler.js';
 import type { Logger } from './log.js';
-import { followCredentialChanges, openMetadataStore, openSealer, startLeadership } from './cluster/node.js';
-import { SqliteStore } from './store/sqlite.js';
+import { followCredentialChanges, openMetadataStore, openRegionStore, openSealer, startLeadership } from './cluster/node.js';
 import { metricsRouter } from './metrics/http.js';
 import { httpDate } from './api/http-date.js';
 import { clientPrincipalCheck } from './net/client-principals.js';
@@ -123,22 +121,22 @@ export async function startDaemon(
   audit = trail ?? disabledAudit;
   const keyUsage = new KeyUsageRecorder(store, log);
   const deps: KmsDeps = { store, token, clock, region: config.region, log, audit, keyUsage };
-  // Further regions (issue 13): each its own store under dataDir/regions/<region>, and its own
-  // token or the main one. All are opened before any reconciliation, because regions that share
-  // a token share token objects (see RegionDirectory.sharingToken).
+  // Further regions (issue 13): each its own store (a SQLite file under dataDir/regions/<region>,
+  // or the region's schema of the shared PostgreSQL database), and its own token or the main one.
+  // All are opened before any reconciliation, because regions that share a token share token
+  // objects (see RegionDirectory.sharingToken).
   const regions = new RegionDirectory(config.region);
   regions.add(deps);
   for (const r of config.regions.slice(1)) {
-    const dir = join(config.dataDir, 'regions', r.name);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const regionStore = new SqliteStore(join(dir, 'metadata.sqlite'));
+    const regionLog = log.child({ region: r.name });
+    const regionStore = await openRegionStore(config, r.name, store, regionLog);
     regions.add({
       store: regionStore,
       keyUsage: new KeyUsageRecorder(regionStore, log),
       token: r.mainToken ? token : openToken(r.hsm),
       clock,
       region: r.name,
-      log: log.child({ region: r.name }),
+      log: regionLog,
       audit: auditInRegion(audit, r.name),
     });
   }
@@ -171,8 +169,8 @@ export async function startDaemon(
   await scheduler.runOnce();
   const regionSchedulers = otherRegions.map((d) => new LifecycleScheduler(d, config.schedulerIntervalMs));
   for (const s of regionSchedulers) await s.runOnce();
-  // With a shared store only the leader runs jobs; the first attempt (and its tick) happens here.
-  const leadership = await startLeadership(deps, scheduler, log);
+  // With a shared store only the leader runs jobs (every region's); the first attempt (and its ticks) happens here.
+  const leadership = await startLeadership(deps, scheduler, log, otherRegions.map((d, i) => ({ deps: d, scheduler: regionSchedulers[i]! })));
   if (reconciled.pendingRemoved || reconciled.keysRemoved || reconciled.orphansDestroyed || reconciled.missingObjects) {
     await audit.record({ eventName: 'ReconcileKeyStore', eventType: 'AwsServiceEvent', readOnly: false, additionalEventData: { ...reconciled } });
   }
@@ -274,6 +272,7 @@ export async function startDaemon(
       for (const d of regions.all().slice(1)) d.keyUsage?.stop();
       for (const d of otherRegions) {
         if (d.token !== token) d.token.close();
+        await d.store.shared?.release();
         d.store.close();
       }
       token.close();

@@ -1,3 +1,4 @@
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenSealer } from '../audit/sealer.js';
 import type { CredentialRegistry } from '../authz/credentials.js';
@@ -28,6 +29,28 @@ export async function openMetadataStore(config: Config, log: Logger): Promise<Me
 }
 
 /**
+ * The store of a further region (issue 13): with SQLite its own file under
+ * dataDir/regions/<region>; with PostgreSQL the region's own schema of the same database
+ * (store/pg/migrations.ts, storeSchema), shared by every node like the default region's store,
+ * and led by the default region's leader (`main`).
+ */
+export async function openRegionStore(config: Config, region: string, main: MetadataStore, log: Logger): Promise<MetadataStore> {
+  const file = join(config.dataDir, 'regions', region, 'metadata.sqlite');
+  if (!config.database || !main.shared) {
+    mkdirSync(join(config.dataDir, 'regions', region), { recursive: true, mode: 0o700 });
+    return new SqliteStore(file);
+  }
+  // Earlier versions kept a further region in a per-node file even with a database: its keys are not in the schema.
+  if (existsSync(file)) log.warn({ file }, 'a SQLite file of this region is left from an earlier version; it is not used (its keys are not in the database)');
+  const store = await PgStore.open({
+    url: config.database.url.reveal(), nodeId: config.database.nodeId, log, queryTimeoutMs: config.database.queryTimeoutMs,
+    region, leader: main.shared,
+  });
+  log.info({ node: config.database.nodeId, instance: store.instanceId }, 'region metadata store: PostgreSQL, its own schema');
+  return store;
+}
+
+/**
  * The audit sealer. Nodes sharing a token share its audit seal key (made once: under the cluster
  * lock, so two nodes starting together do not both create one) and keep one chain head each.
  */
@@ -49,14 +72,24 @@ export interface Leadership {
   stop(): Promise<void>;
 }
 
+/** A further region's deps and scheduler: its jobs run on the default region's leader only. */
+export interface LedRegion {
+  deps: KmsDeps;
+  scheduler: LifecycleScheduler;
+}
+
 /**
  * Leader election for background jobs. Every LEADER_RETRY_MS each node tries the leader lock
  * (pg_try_advisory_lock on its cluster link); PostgreSQL frees it when the leader's connection
  * ends, so a killed leader is replaced within LEADER_RETRY_MS plus the time PostgreSQL needs to
  * see the connection gone (at once for a killed process on a reachable host; TCP keepalive
  * otherwise). A new leader runs one scheduler tick at once, which catches up on what fell due.
+ * The further regions' stores follow this leadership (their schedulers run while this node
+ * leads); a new leader runs their catch-up ticks and housekeeping too.
  */
-export async function startLeadership(deps: KmsDeps, scheduler: LifecycleScheduler, log: Logger): Promise<Leadership | undefined> {
+export async function startLeadership(
+  deps: KmsDeps, scheduler: LifecycleScheduler, log: Logger, regions: readonly LedRegion[] = [],
+): Promise<Leadership | undefined> {
   const shared = deps.store.shared;
   if (!shared) return undefined;
   let leading = false;
@@ -64,9 +97,12 @@ export async function startLeadership(deps: KmsDeps, scheduler: LifecycleSchedul
   let running: Promise<void> = Promise.resolve();
   const step = async () => {
     const now = await shared.tryLead();
+    // The regions' links follow (and, while leading, trim their own change logs).
+    for (const r of regions) await r.deps.store.shared?.tryLead();
     if (now && !leading) {
       leading = true;
       await scheduler.runOnce();
+      for (const r of regions) await r.scheduler.runOnce();
     } else if (!now) {
       leading = false;
     }
@@ -74,8 +110,10 @@ export async function startLeadership(deps: KmsDeps, scheduler: LifecycleSchedul
     if (leading) await deps.keyStores?.finishAbandoned();
     if (leading && Date.now() - lastHousekeeping > HOUSEKEEPING_MS) {
       lastHousekeeping = Date.now();
-      const report = await reconcile(deps);
-      if (report.pendingRemoved || report.orphansDestroyed) log.info({ ...report }, 'leader reconciled what other instances left');
+      for (const d of [deps, ...regions.map((r) => r.deps)]) {
+        const report = await reconcile(d);
+        if (report.pendingRemoved || report.orphansDestroyed) log.info({ region: d.region, ...report }, 'leader reconciled what other instances left');
+      }
     }
   };
   // The first attempt before serving, as the single-node daemon runs its catch-up tick then.

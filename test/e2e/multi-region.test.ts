@@ -6,13 +6,18 @@ import {
   UpdatePrimaryRegionCommand, VerifyCommand, VerifyMacCommand,
 } from '@aws-sdk/client-kms';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, failure, ManualClock, startHarness, type Harness } from '../helpers/daemon.js';
 import { DAY, restart, wrapOaep } from '../helpers/lifecycle.js';
+import { sharedPgCluster, testStoreIsPostgres } from '../helpers/postgres.js';
 
 /**
  * Regions and Multi-Region keys on one deployment (issue 13): us-east-1 (the default) and
  * eu-west-1 share the main token; clients of both regions use the real AWS SDK against one daemon.
+ * In the postgres project both regions' metadata is in one PostgreSQL database, eu-west-1's in
+ * its own schema; on SQLite eu-west-1 has its own file.
  */
 const clock = new ManualClock(Date.parse('2031-06-01T12:00:00Z'));
 let h: Harness;
@@ -63,6 +68,19 @@ describe('regions', () => {
     await west.send(new CreateAliasCommand({ AliasName: 'alias/app', TargetKeyId: w?.KeyId }));
     expect((await west.send(new DescribeKeyCommand({ KeyId: 'alias/app' }))).KeyMetadata?.KeyId).toBe(w?.KeyId);
     expect((await west.send(new ListAliasesCommand({}))).Aliases?.[0]?.AliasArn).toBe('arn:aws:kms:eu-west-1:111122223333:alias/app');
+    // Where each region's metadata is.
+    const regionFile = join(h.config.dataDir, 'regions', 'eu-west-1', 'metadata.sqlite');
+    if (testStoreIsPostgres) {
+      const db = new URL(h.config.database!.url.reveal()).pathname.slice(1);
+      const psql = (sql: string) => sharedPgCluster().psql(db, sql).trim().split('\n').filter(Boolean);
+      expect(psql('SELECT key_id FROM p11kms_eu_west_1.keys')).toEqual([w?.KeyId]);
+      expect(psql('SELECT key_id FROM public.keys')).toEqual([k?.KeyId]);
+      expect(psql("SELECT account_id || ' ' || alias_name || ' ' || key_id FROM p11kms_eu_west_1.aliases")).toEqual([`111122223333 alias/app ${w?.KeyId}`]);
+      expect(psql('SELECT max(version) FROM p11kms_eu_west_1.p11kms_schema')).toEqual(psql('SELECT max(version) FROM public.p11kms_schema'));
+      expect(existsSync(regionFile)).toBe(false);
+    } else {
+      expect(existsSync(regionFile)).toBe(true);
+    }
   });
 
   it('a region that is not served is refused at authentication', async () => {

@@ -5,7 +5,7 @@ import type { Logger } from '../../log.js';
  * One node's asynchronous connection to the cluster's database, beside the store's synchronous
  * one. It carries what must not block the event loop and what dies with the node:
  *
- * - the change feed: LISTEN p11kms_changes, plus a poll of p11kms_changes every pollMs for
+ * - the change feed: LISTEN on the schema's channel (p11kms_changes in the default region's), plus a poll of p11kms_changes every pollMs for
  *   what a notification missed (a lost connection, a notification queue overflow). Each change
  *   is applied once (by sequence number); sequence numbers that were skipped (a transaction
  *   still open, or rolled back) are asked for again until holeWindowMs has passed.
@@ -14,6 +14,10 @@ import type { Logger } from '../../log.js';
  * - advisory locks that PostgreSQL releases when this connection ends (kill -9 included): the
  *   instance lock (marks this instance's pending rows as work in progress), the leader lock
  *   (background jobs) and per-key locks (lifecycle changes that await the token).
+ *
+ * A further region's link (its store in its own schema, store.ts) names its key locks with the
+ * schema (`lockScope`), and follows the default region's leadership (`followLeader`) instead of
+ * taking the leader lock: one leader per node runs every region's jobs.
  */
 
 const NS_KEY = 0x70316b01;
@@ -32,6 +36,12 @@ export interface ClusterLinkOptions {
   pollMs: number;
   staleMs: number;
   connectTimeoutMs: number;
+  /** The notification channel of this schema's change notes (migrations.ts, storeSchema). */
+  channel: string;
+  /** Prefixes key lock names ('' for the default region's schema, whose lock names are the key ids as before). */
+  lockScope: string;
+  /** Whether the store this one follows leads; undefined: this link takes the leader lock itself. */
+  followLeader?: (() => boolean) | undefined;
   log: Logger;
   onChange(change: Change): void;
   /** Changes may have been missed (reconnected, or the feed was stale): drop every cache. */
@@ -90,7 +100,8 @@ export class ClusterLink {
   }
 
   get isLeader(): boolean {
-    return this.leader && this.client !== undefined;
+    const leads = this.opts.followLeader ? this.opts.followLeader() : this.leader;
+    return leads && this.client !== undefined;
   }
 
   private connection(): Promise<pg.Client> {
@@ -103,7 +114,7 @@ export class ClusterLink {
       const lost = (why: string) => {
         if (this.client !== c) return;
         this.client = undefined;
-        if (this.leader) this.opts.log.warn('lost the database connection: no longer the leader');
+        if (this.leader && !this.opts.followLeader) this.opts.log.warn('lost the database connection: no longer the leader');
         this.leader = false;
         this.heldKeys.clear();
         this.opts.log.warn({ why }, 'cluster link to the database lost; reconnecting');
@@ -111,11 +122,11 @@ export class ClusterLink {
       c.on('error', (e) => lost(e.message));
       c.on('end', () => lost('ended'));
       c.on('notification', (n) => {
-        if (n.channel === 'p11kms_changes' && n.payload) this.noteNotification(n.payload);
+        if (n.channel === this.opts.channel && n.payload) this.noteNotification(n.payload);
       });
       try {
         await c.connect();
-        await c.query('LISTEN p11kms_changes');
+        await c.query(`LISTEN "${this.opts.channel}"`);
         const got = await c.query('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [NS_INSTANCE, this.opts.instanceId]);
         if (!got.rows[0]?.ok) throw new Error('another connection holds this instance id');
       } catch (e) {
@@ -186,14 +197,16 @@ export class ClusterLink {
     if (this.closed) return false;
     try {
       const c = await this.connection();
-      if (!this.leader) {
+      if (this.opts.followLeader) {
+        this.leader = this.opts.followLeader();
+      } else if (!this.leader) {
         const r = await this.query(c, 'SELECT pg_try_advisory_lock($1, 0) AS ok', [NS_LEADER]);
         this.leader = r.rows[0]?.ok === true;
         if (this.leader) this.opts.log.info({ instance: this.opts.instanceId }, 'this node is now the leader (background jobs run here)');
       }
       if (this.leader && Date.now() - this.lastTrim > TRIM_EVERY_MS) {
         this.lastTrim = Date.now();
-        // The change log only serves the poll and its 30 s hole window: an hour is plenty.
+        // The change log (this schema's) only serves the poll and its 30 s hole window: an hour is plenty.
         await this.query(c, "DELETE FROM p11kms_changes WHERE at < now() - interval '1 hour'");
       }
     } catch {
@@ -205,14 +218,15 @@ export class ClusterLink {
   /** Takes the cluster-wide lock of one key, waiting (without blocking the event loop) while another node holds it. */
   async lockKey(keyId: string, timeoutMs = 30_000): Promise<() => Promise<void>> {
     const deadline = Date.now() + timeoutMs;
+    const name = this.opts.lockScope + keyId;
     for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
       const c = await this.connection();
-      const r = await this.query(c, 'SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [NS_KEY, keyId]);
+      const r = await this.query(c, 'SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [NS_KEY, name]);
       if (r.rows[0]?.ok === true) {
         this.heldKeys.add(keyId);
         return async () => {
           if (this.client !== c || !this.heldKeys.delete(keyId)) return; // lost with the connection
-          await this.query(c, 'SELECT pg_advisory_unlock($1, hashtext($2))', [NS_KEY, keyId]).catch(() => undefined);
+          await this.query(c, 'SELECT pg_advisory_unlock($1, hashtext($2))', [NS_KEY, name]).catch(() => undefined);
         };
       }
       if (Date.now() > deadline) throw new Error(`timed out waiting for the cluster lock of key ${keyId}`);

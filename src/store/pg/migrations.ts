@@ -7,6 +7,9 @@ import type { SyncPg } from './sync-client.js';
  * around the whole check so that nodes starting together do not race, and refuses a database
  * whose schema is newer than this code knows (a newer p11kms migrated it: running older code
  * on it could misread or damage rows). Never edit a released migration: add the next one.
+ * (Version 1 takes its notification channel as a parameter; for the default region's schema it
+ * renders the released text unchanged, test/unit/pg-migrations.test.ts.) Each further region's
+ * schema has its own p11kms_schema and runs the same migrations (storeSchema below).
  *
  * The tables mirror the SQLite store's (src/store/sqlite.ts, lifecycle.ts, key-stores.ts) with
  * PostgreSQL types: BIGINT for millisecond timestamps, BYTEA for blobs. Secrets are stored
@@ -15,7 +18,16 @@ import type { SyncPg } from './sync-client.js';
 
 export const MIGRATION_LOCK = [0x70316b, 1] as const;
 
-const V1 = `
+/** The change feed's notification channel of the default region's schema (see storeSchema for the others). */
+export const DEFAULT_CHANNEL = 'p11kms_changes';
+
+/**
+ * Version 1, for a schema whose change notes go out on `channel`. The default region's schema
+ * has DEFAULT_CHANNEL, so its text is exactly the released one; a further region's schema
+ * (created fresh by the code that gave regions their own schemas) has its own channel, so that
+ * one region's notifications never reach another region's feed (their sequence numbers differ).
+ */
+const V1 = (channel: string) => `
 CREATE TABLE keys (
   key_id TEXT PRIMARY KEY, arn TEXT NOT NULL, account_id TEXT NOT NULL, region TEXT NOT NULL, created_at BIGINT NOT NULL,
   description TEXT NOT NULL, key_usage TEXT NOT NULL, key_spec TEXT NOT NULL, origin TEXT NOT NULL, key_manager TEXT NOT NULL,
@@ -111,7 +123,7 @@ BEGIN
     ref := ref || CASE WHEN i > 0 THEN '/' ELSE '' END || coalesce(row ->> TG_ARGV[i], '');
   END LOOP;
   INSERT INTO p11kms_changes (entity, ref) VALUES (TG_TABLE_NAME, ref) RETURNING seq INTO s;
-  PERFORM pg_notify('p11kms_changes', s || ' ' || TG_TABLE_NAME || ' ' || ref);
+  PERFORM pg_notify('${channel}', s || ' ' || TG_TABLE_NAME || ' ' || ref);
   RETURN NULL;
 END $$;
 CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE ON keys FOR EACH ROW EXECUTE FUNCTION p11kms_note_change('key_id');
@@ -168,15 +180,41 @@ CREATE TABLE custom_key_store_reach (
 );
 `;
 
-/** Index = version - 1. */
-export const MIGRATIONS: readonly string[] = [V1, V2, V3, V4];
+/** Index = version - 1; the text of each for a schema whose change notes go out on `channel`. */
+export function migrations(channel = DEFAULT_CHANNEL): readonly string[] {
+  return [V1(channel), V2, V3, V4];
+}
+
+/**
+ * Where a store's tables live: the default region's store in the connection's own search_path
+ * (`public` unless the URL says otherwise, as before regions had schemas), a further region's
+ * in the schema `p11kms_<region, - as _>` of the same database, with its own change channel.
+ */
+export interface StoreSchema {
+  /** Undefined: the connection's search_path (the default region). */
+  name?: string;
+  channel: string;
+}
+
+export function storeSchema(region?: string): StoreSchema {
+  if (!region) return { channel: DEFAULT_CHANNEL };
+  // Region names are [a-z0-9-] (src/config.ts): the schema and channel names are plain lower-case identifiers.
+  const name = `p11kms_${region.replace(/-/g, '_')}`;
+  const channel = `${name}_changes`;
+  // PostgreSQL truncates identifiers at 63 bytes: two long region names could meet in one schema.
+  if (!/^[a-z0-9_]+$/.test(name) || channel.length > 63) throw new Error(`region ${region}: no PostgreSQL schema name fits it (at most 48 characters)`);
+  return { name, channel };
+}
 
 export class SchemaTooNewError extends Error {}
 
 /** Brings the schema to the newest version this code knows; returns the version found and the version now. */
-export function migrate(pg: SyncPg): { from: number; to: number } {
+export function migrate(pg: SyncPg, schema: StoreSchema = storeSchema()): { from: number; to: number } {
+  const MIGRATIONS = migrations(schema.channel);
   pg.query('SELECT pg_advisory_lock($1, $2)', MIGRATION_LOCK);
   try {
+    // A region's schema: the connection's search_path names it alone (store.ts), so what follows is created in it.
+    if (schema.name) pg.query(`CREATE SCHEMA IF NOT EXISTS "${schema.name}"`);
     pg.query('CREATE TABLE IF NOT EXISTS p11kms_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
     const found = Number(pg.query('SELECT coalesce(max(version), 0) AS v FROM p11kms_schema').rows[0]?.v ?? 0);
     if (found > MIGRATIONS.length) {

@@ -7,7 +7,7 @@ import type { GrantRecord } from '../authz-records.js';
 import type { AliasRecord, KeyMaterialRecord, MetadataStore, SharedStore, StoreChange } from '../types.js';
 import { ClusterLink } from './cluster-link.js';
 import { PgDriver } from './driver.js';
-import { migrate } from './migrations.js';
+import { migrate, storeSchema } from './migrations.js';
 import { PgError, SyncPg } from './sync-client.js';
 
 /**
@@ -24,6 +24,11 @@ import { PgError, SyncPg } from './sync-client.js';
  *   those whose instance is gone (its advisory lock is free), never another node's work.
  * - Conflicting writes from two nodes end as AWS ends them (a second alias of one name:
  *   AlreadyExistsException), never as a raw database error.
+ * - A further region of the deployment (`region`) has the same tables in its own schema of the
+ *   same database (migrations.ts, storeSchema): its connections' search_path names that schema
+ *   alone, its change feed has its own channel, its advisory locks of keys and grants are its own
+ *   (a Multi-Region key has one id in every region), and it follows the default region's store
+ *   for leadership (`leader`) rather than electing one of its own.
  */
 
 const GRANT_LOCK_NS = 0x70316b04;
@@ -38,6 +43,10 @@ export interface PgStoreOptions {
   queryTimeoutMs?: number;
   pollMs?: number;
   staleMs?: number;
+  /** A further region's store: its tables in that region's schema (undefined: the default region's). */
+  region?: string;
+  /** The store whose leadership this one follows (the default region's), instead of taking the leader lock itself. */
+  leader?: SharedStore;
 }
 
 export type ChangeListener = (change: StoreChange) => void;
@@ -54,6 +63,8 @@ export class PgStore extends SqliteStore implements MetadataStore {
     private readonly nodeId: string,
     private readonly schemaVersion: number,
     private readonly staleMs: number,
+    /** Prefixes the names of this store's advisory locks of keys and grants ('' in the default region's schema). */
+    private readonly lockScope: string,
   ) {
     super(driver);
     this.instanceId = instanceId;
@@ -63,12 +74,15 @@ export class PgStore extends SqliteStore implements MetadataStore {
     const instanceId = `${opts.nodeId.replace(/[^\w.-]/g, '_')}.${randomBytes(6).toString('hex')}`;
     const queryTimeoutMs = opts.queryTimeoutMs ?? 3000;
     const connectTimeoutMs = Math.min(queryTimeoutMs, 2000);
-    const url = withInstance(opts.url, instanceId);
+    const schema = storeSchema(opts.region);
+    // The schema alone on the search_path: a table missing from it is an error, never another region's table.
+    const schemaUrl = schema.name ? withSessionOptions(opts.url, `-c search_path=${schema.name}`) : opts.url;
+    const url = withSessionOptions(schemaUrl, `-c p11kms.instance=${instanceId}`);
     const pg = new SyncPg({ url, queryTimeoutMs, connectTimeoutMs, applicationName: `p11kms ${instanceId}` });
     let schemaVersion: number;
     try {
-      const { from, to } = migrate(pg);
-      if (from !== to) opts.log.info({ from, to }, 'metadata database schema migrated');
+      const { from, to } = migrate(pg, schema);
+      if (from !== to) opts.log.info({ from, to, schema: schema.name }, 'metadata database schema migrated');
       schemaVersion = to;
     } catch (e) {
       pg.close();
@@ -77,9 +91,12 @@ export class PgStore extends SqliteStore implements MetadataStore {
       throw e;
     }
     const staleMs = opts.staleMs ?? 1000;
-    const store = new PgStore(new PgDriver(pg), instanceId, opts.nodeId, schemaVersion, staleMs);
+    const lockScope = schema.name ? `${schema.name}/` : '';
+    const store = new PgStore(new PgDriver(pg), instanceId, opts.nodeId, schemaVersion, staleMs, lockScope);
+    const leader = opts.leader;
     store.link = new ClusterLink({
-      url: opts.url, instanceId, pollMs: opts.pollMs ?? 200, staleMs, connectTimeoutMs,
+      url: schemaUrl, instanceId, pollMs: opts.pollMs ?? 200, staleMs, connectTimeoutMs, channel: schema.channel, lockScope,
+      followLeader: leader && (() => leader.isLeader()),
       log: opts.log, onChange: (c) => store.applyChange(c), onGap: () => store.flushCaches(),
     });
     try {
@@ -227,7 +244,7 @@ export class PgStore extends SqliteStore implements MetadataStore {
 
   /** Inside a transaction (CreateGrant's idempotency check), the key's grant list is locked until commit. */
   override grantsForKey(keyId: string): readonly GrantRecord[] {
-    if (this.driver.inTransaction) this.db.prepare(`SELECT pg_advisory_xact_lock(${GRANT_LOCK_NS}, hashtext(?))`).get(keyId);
+    if (this.driver.inTransaction) this.db.prepare(`SELECT pg_advisory_xact_lock(${GRANT_LOCK_NS}, hashtext(?))`).get(this.lockScope + keyId);
     return super.grantsForKey(keyId);
   }
 
@@ -295,10 +312,12 @@ export class PgStore extends SqliteStore implements MetadataStore {
   }
 }
 
-/** The instance id travels as a session setting, so that rows can default to their writer. */
-function withInstance(url: string, instanceId: string): string {
+/**
+ * Adds session settings to the URL's `options`: the instance id (rows default to their writer)
+ * and, for a further region, the search_path. Later settings win over the operator's.
+ */
+function withSessionOptions(url: string, options: string): string {
   const u = new URL(url);
-  const options = `-c p11kms.instance=${instanceId}`;
   const previous = u.searchParams.get('options');
   u.searchParams.set('options', previous ? `${previous} ${options}` : options);
   return u.toString();
