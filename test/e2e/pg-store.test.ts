@@ -42,23 +42,27 @@ describe('schema versions', () => {
 
 describe('PostgreSQL restarted under load', () => {
   let node: ClusterNode;
+  /** Two more nodes on the same database for the restart: every node must recover by itself. */
+  let others: ClusterNode[] = [];
 
   beforeAll(async () => {
-    node = await startNode({ token, databaseUrl: pg.createDatabase('restart'), id: 'solo' });
+    const url = pg.createDatabase('restart');
+    node = await startNode({ token, databaseUrl: url, id: 'solo' });
+    others = await Promise.all(['second', 'third'].map((id) => startNode({ token, databaseUrl: url, id })));
   });
 
   afterAll(async () => {
-    await node?.kill();
+    await Promise.all([node, ...others].map((n) => n?.kill()));
   });
 
   /** GET /health/ready (what a load balancer checks) and the database gauge of /metrics. */
-  const ready = async () => {
-    const r = await fetch(`${node.endpoint}/health/ready`);
+  const ready = async (n = node) => {
+    const r = await fetch(`${n.endpoint}/health/ready`);
     return { status: r.status, body: (await r.json()) as { status: string; database: Record<string, unknown> } };
   };
   const databaseUp = async () => /^p11kms_database_up\{kind="postgresql"\} (\d)$/m.exec(await (await fetch(`${node.endpoint}/metrics`)).text())?.[1];
 
-  it('answers DependencyTimeoutException (503) while the database is away, never hangs, and recovers without a restart', async () => {
+  it('every node answers DependencyTimeoutException (503) while the database is away, never hangs, and recovers without a restart', async () => {
     const before = await ready();
     expect(before.status).toBe(200);
     expect(before.body.database).toMatchObject({ kind: 'postgresql', state: 'ok', nodeId: 'solo', leader: true, schemaVersion: expect.any(Number) });
@@ -66,24 +70,29 @@ describe('PostgreSQL restarted under load', () => {
     const { KeyMetadata } = await node.kms.send(new CreateKeyCommand({}));
     const KeyId = KeyMetadata!.KeyId!;
     let stop = false;
+    // The solo node's outcomes drive the assertions below; the other two nodes carry the same load.
     const outcomes: { name: string; status?: number; ms: number }[] = [];
-    const load = (async () => {
+    const byNode = new Map<string, typeof outcomes>([[node.id, outcomes], ...others.map((n) => [n.id, []] as [string, typeof outcomes])]);
+    const load = Promise.all([node, ...others].map(async (n) => {
+      const mine = byNode.get(n.id)!;
       while (!stop) {
         const started = performance.now();
         try {
-          const { CiphertextBlob } = await node.kms.send(new EncryptCommand({ KeyId, Plaintext: text('under load') }));
-          await node.kms.send(new DecryptCommand({ CiphertextBlob }));
-          outcomes.push({ name: 'ok', ms: performance.now() - started });
+          const { CiphertextBlob } = await n.kms.send(new EncryptCommand({ KeyId, Plaintext: text('under load') }));
+          await n.kms.send(new DecryptCommand({ CiphertextBlob }));
+          mine.push({ name: 'ok', ms: performance.now() - started });
         } catch (e) {
           const err = e as Error & { $metadata?: { httpStatusCode?: number } };
-          outcomes.push({ name: err.name, status: err.$metadata?.httpStatusCode, ms: performance.now() - started });
+          mine.push({ name: err.name, status: err.$metadata?.httpStatusCode, ms: performance.now() - started });
         }
       }
-    })();
-    await until(async () => outcomes.some((o) => o.name === 'ok'));
+    }));
+    const marks = () => new Map([...byNode].map(([id, o]) => [id, o.length]));
+    await until(async () => [...byNode.values()].every((o) => o.some((x) => x.name === 'ok')));
     pg.stop('fast');
     const stoppedAt = performance.now();
     const awayFrom = outcomes.length;
+    const awayMarks = marks();
     await until(async () => outcomes.slice(awayFrom).filter((o) => o.name !== 'ok').length >= 5, 15_000);
     // Readiness says so (a load balancer takes the node out), and names the database, never its URL.
     await until(async () => (await ready()).status === 503, 15_000, 20);
@@ -93,24 +102,36 @@ describe('PostgreSQL restarted under load', () => {
     expect(away.body.database).toMatchObject({ kind: 'postgresql', state: 'unavailable', leader: false });
     expect(JSON.stringify(away.body)).not.toContain(pg.dir);
     expect(await databaseUp()).toBe('0');
+    for (const n of others) await until(async () => (await ready(n)).status === 503, 15_000, 20);
     pg.start();
     const backFrom = outcomes.length;
+    const backMarks = marks();
     const recovered = await until(async () => outcomes.slice(backFrom).some((o) => o.name === 'ok'), 15_000, 20);
+    // Every node serves again by itself, none restarted.
+    await until(async () => [...byNode].every(([id, o]) => o.slice(backMarks.get(id)).some((x) => x.name === 'ok')), 15_000, 20);
     stop = true;
     await load;
     const refused = outcomes.slice(awayFrom, backFrom).filter((o) => o.name !== 'ok');
     expect(new Set(refused.map((o) => `${o.name} ${o.status}`))).toEqual(new Set(['DependencyTimeoutException 503']));
+    for (const [id, o] of byNode) {
+      const theirs = o.slice(awayMarks.get(id), backMarks.get(id)).filter((x) => x.name !== 'ok');
+      expect({ id, refusals: theirs.length > 0, kinds: [...new Set(theirs.map((x) => `${x.name} ${x.status}`))] })
+        .toEqual({ id, refusals: true, kinds: ['DependencyTimeoutException 503'] });
+    }
     // Ready again by itself, without a restart, once no request is failing any more.
     const readyAgain = await until(async () => (await ready()).status === 200, 15_000, 20);
     expect((await ready()).body.database).toMatchObject({ state: 'ok' });
-    await until(async () => (await ready()).body.database.leader === true, 15_000, 20);
+    for (const n of others) await until(async () => (await ready(n)).status === 200, 15_000, 20);
+    // Leadership is contested again once the database is back: exactly one node leads.
+    await until(async () => (await Promise.all([node, ...others].map(async (n) => (await ready(n)).body.database.leader))).filter(Boolean).length === 1, 15_000, 20);
     expect(await databaseUp()).toBe('1');
     console.log(`while away: ${refused.length} refusals, slowest ${Math.max(...refused.map((o) => o.ms)).toFixed(0)} ms, /health/ready 503 within ${outAfter.toFixed(0)} ms of the stop; ` +
       `recovered ${recovered.toFixed(0)} ms after start, ready again ${readyAgain.toFixed(0)} ms after that`);
     // Recovered: new keys too (writes), not only cached reads.
-    const again = await node.kms.send(new CreateKeyCommand({}));
-    expect(again.KeyMetadata!.KeyState).toBe('Enabled');
-    expect(node.child.exitCode).toBeNull();
+    for (const n of [node, ...others]) {
+      expect((await n.kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyState).toBe('Enabled');
+      expect(n.child.exitCode).toBeNull();
+    }
   });
 
   it('a statement that times out (a lock held elsewhere) is DependencyTimeoutException (503), changes nothing, and the next succeeds', async () => {
