@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure } from '../helpers/daemon.js';
 import { leaderOf, startNode, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
 import { sharedPgCluster } from '../helpers/postgres.js';
+import { createEmulator } from '../helpers/emulator.js';
 import { addToken, createTempToken, SOFTHSM_MODULE, type ExtraToken, type TempToken } from '../helpers/softhsm.js';
 
 /**
@@ -166,5 +167,26 @@ describe('custom key stores on three nodes', () => {
     const back = await Promise.all(nodes.map((n) => until(async () => !!(await encrypt(n, keyOne)), 30_000)));
     console.log(`store token restored: usable again on the three nodes after (ms): ${back.map((t) => t.toFixed(0)).join(', ')}`);
     for (const n of nodes) expect((await stateOn(n, storeOne)).ConnectionState).toBe('CONNECTED');
+  });
+
+  it('a node killed with SIGKILL inside its connect attempt: the leader takes the attempt over, once', async () => {
+    await a().kms.send(new DisconnectCustomKeyStoreCommand({ CustomKeyStoreId: storeOne }));
+    for (const n of nodes) await until(async () => (await stateOn(n, storeOne)).ConnectionState === 'DISCONNECTED');
+    // Node d reaches store ONE through the HSM emulator, whose C_Login takes 4 s (a slow network
+    // HSM): its connect attempt is still inside the module when it is killed.
+    const emulator = createEmulator(token.dir, undefined, { latency_ms: 4000, latency_functions: 'C_Login' });
+    const hsms = JSON.stringify({ [ONE]: { module: emulator.module, tokenLabel: one.label, maxSessions: 2 } });
+    const d = await startNode({ token, databaseUrl: pg().url(DB), id: 'd', env: { P11KMS_HSMS: hsms, P11EMU_CONFIG: emulator.config } });
+    const takenBefore = nodes.map((n) => (n.output().match(/taking over a connect whose node is gone/g) ?? []).length);
+    void d.kms.send(new ConnectCustomKeyStoreCommand({ CustomKeyStoreId: storeOne })).catch(() => undefined);
+    await until(async () => pg().psql(DB, `SELECT connection_state || ' ' || connection_owner FROM custom_key_stores WHERE id = '${storeOne}'`).startsWith('CONNECTING d.'));
+    d.child.kill('SIGKILL');
+    await d.exited;
+    const back = await until(async () => (await stateOn(a(), storeOne)).ConnectionState === 'CONNECTED', 15_000, 20);
+    console.log(`connect of a node killed inside C_Login finished by the leader after (ms): ${back.toFixed(0)}`);
+    for (const n of nodes) await until(async () => !!(await encrypt(n, keyOne)));
+    const taken = nodes.map((n, i) => (n.output().match(/taking over a connect whose node is gone/g) ?? []).length - takenBefore[i]!);
+    expect(taken.reduce((x, y) => x + y, 0)).toBe(1);
+    expect(nodes[taken.indexOf(1)]!.id).toBe(leaderOf(nodes)!.id);
   });
 });
