@@ -6,7 +6,7 @@ import { renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure } from '../helpers/daemon.js';
-import { leaderOf, startNode, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
+import { leaderOf, startAll, startNode, stopNodes, until, type ClusterNode } from '../helpers/cluster.js';
 import { sharedPgCluster } from '../helpers/postgres.js';
 import { createEmulator } from '../helpers/emulator.js';
 import { addToken, createTempToken, SOFTHSM_MODULE, type ExtraToken, type TempToken } from '../helpers/softhsm.js';
@@ -43,9 +43,7 @@ beforeAll(async () => {
       [ONE]: { module: SOFTHSM_MODULE, tokenLabel: one.label, maxSessions: 2 },
       [TWO]: { module: SOFTHSM_MODULE, tokenLabel: id === 'c' ? 'p11kms-ha-elsewhere' : two.label, maxSessions: 2 },
     });
-  nodes = await Promise.all(
-    ['a', 'b', 'c'].map((id) => startNode({ token, databaseUrl: url, id, env: { P11KMS_HSMS: hsms(id), P11KMS_METRICS: 'true' } })),
-  );
+  nodes = await startAll(['a', 'b', 'c'].map((id) => ({ token, databaseUrl: url, id, env: { P11KMS_HSMS: hsms(id), P11KMS_METRICS: 'true' } })));
 }, 90_000);
 
 afterAll(() => stopNodes(nodes, token));

@@ -1,6 +1,6 @@
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, ListKeysCommand } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNode, until, type ClusterNode } from '../helpers/cluster.js';
+import { startAll, startNode, until, type ClusterNode } from '../helpers/cluster.js';
 import { failure } from '../helpers/daemon.js';
 import { startPgCluster, type PgCluster } from '../helpers/postgres.js';
 import { createTempToken, type TempToken } from '../helpers/softhsm.js';
@@ -48,7 +48,7 @@ describe('PostgreSQL restarted under load', () => {
   beforeAll(async () => {
     const url = pg.createDatabase('restart');
     node = await startNode({ token, databaseUrl: url, id: 'solo' });
-    others = await Promise.all(['second', 'third'].map((id) => startNode({ token, databaseUrl: url, id })));
+    others = await startAll(['second', 'third'].map((id) => ({ token, databaseUrl: url, id })));
   });
 
   afterAll(async () => {

@@ -116,6 +116,16 @@ export function leaderOf(nodes: ClusterNode[]): ClusterNode | undefined {
   return nodes.find((n) => n.child.exitCode === null && n.child.signalCode === null && /now the leader/.test(n.output()));
 }
 
+/** Nodes started at once; if one fails, those that started are killed (they would outlive the file) and its error is thrown. */
+export async function startAll(list: NodeOptions[]): Promise<ClusterNode[]> {
+  const started = await Promise.allSettled(list.map((o) => startNode(o)));
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (!failed) return nodes;
+  await Promise.all(nodes.map((n) => n.kill('SIGKILL')));
+  throw failed.reason;
+}
+
 /** Nodes started all at once (migrations run under an advisory lock, the audit seal key is made once) on a new token and database. */
 export async function startNodes(
   database: string,
@@ -124,8 +134,12 @@ export async function startNodes(
 ): Promise<{ token: TempToken; url: string; nodes: ClusterNode[] }> {
   const token = createTempToken();
   const url = sharedPgCluster().createDatabase(database);
-  const nodes = await Promise.all(ids.map((id) => startNode({ token, databaseUrl: url, id, env })));
-  return { token, url, nodes };
+  try {
+    return { token, url, nodes: await startAll(ids.map((id) => ({ token, databaseUrl: url, id, env }))) };
+  } catch (e) {
+    token.cleanup();
+    throw e;
+  }
 }
 
 export async function stopNodes(nodes: ClusterNode[], token: TempToken | undefined): Promise<void> {
