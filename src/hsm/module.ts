@@ -64,6 +64,11 @@ export function loadModule(path: string, env: Record<string, string> = {}, libra
  */
 export function reinitializeIdleModule(mod: LoadedModule): boolean {
   if (mod.listeners.size > 0 || mod.inflight > 0 || mod.gate) return false;
+  restart(mod);
+  return true;
+}
+
+function restart(mod: LoadedModule): void {
   try {
     mod.pkcs11.C_Finalize();
   } catch {
@@ -71,7 +76,6 @@ export function reinitializeIdleModule(mod: LoadedModule): boolean {
   }
   initialize(mod.pkcs11, mod.libraryParameters);
   mod.generation++;
-  return true;
 }
 
 /** The module's real path (symlinks resolved): two configured paths to one library are one module. */
@@ -124,13 +128,7 @@ export function reinitializeModule(mod: LoadedModule): Promise<void> {
         clearTimeout(timer);
         mod.drained = undefined;
       }
-      try {
-        mod.pkcs11.C_Finalize();
-      } catch {
-        /* not initialized any more */
-      }
-      initialize(mod.pkcs11, mod.libraryParameters);
-      mod.generation++;
+      restart(mod);
       for (const listener of mod.listeners) {
         try {
           listener();

@@ -50,12 +50,12 @@ export class Token extends TokenCore {
     // A module whose view of the token is per process (SoftHSM2's file store) can miss the token
     // while another process rewrites its token.object (SoftHSM 2.6 does at every C_Login): nodes
     // starting together on one token directory. It sees the token after a reinitialization.
-    const lookAgain = CapabilitiesSchema.parse(opts.capabilities ?? {}).objectList === 'per-process' ? TOKEN_LOOKS : 0;
+    const perProcess = () => CapabilitiesSchema.parse(opts.capabilities ?? {}).objectList === 'per-process';
     for (let look = 1; ; look++) {
       try {
         return new Token(mod, opts, log);
       } catch (e) {
-        if (e instanceof TokenOpenError && e.kind === 'not-found' && look < lookAgain) {
+        if (e instanceof TokenOpenError && e.kind === 'not-found' && look < TOKEN_LOOKS && perProcess()) {
           // Start-up only (an idle module): a short blocking pause lets the other process finish writing.
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TOKEN_LOOK_PAUSE_MS);
           if (reinitializeIdleModule(mod)) {

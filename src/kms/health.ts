@@ -34,13 +34,20 @@ export function databaseHealth(store: MetadataStore): DatabaseHealth {
   return store.shared?.health() ?? { kind: 'sqlite' };
 }
 
+/** A shared database this node sees as unavailable: what would read it waits for it and fails. */
+export function databaseAway(db: DatabaseHealth | undefined): boolean {
+  return db?.kind === 'postgresql' && db.state !== 'ok';
+}
+
 /**
- * The custom key stores are rows of the metadata database: while it is away they are not
- * listed (asking would wait for the database, and fail), and a failure meanwhile lists none.
+ * A read of the metadata database for a report (readiness, a metrics scrape): skipped while a
+ * shared database is away (it would wait for it, then fail the whole report), and undefined if
+ * it fails meanwhile.
  */
-export function keyStoreSummary(keyStores: KeyStoreConnections | undefined): Readiness['customKeyStores'] {
+export function whileDatabaseUp<T>(db: DatabaseHealth | undefined, read: () => T): T | undefined {
+  if (databaseAway(db)) return undefined;
   try {
-    return keyStores?.summary();
+    return read();
   } catch {
     return undefined;
   }
@@ -55,7 +62,6 @@ export function keyStoreSummary(keyStores: KeyStoreConnections | undefined): Rea
  */
 export function readiness(token: Token, keyStores: KeyStoreConnections | undefined, sources: ReadinessSources): Readiness {
   const database = databaseHealth(sources.store);
-  const databaseAway = database.kind === 'postgresql' && database.state !== 'ok';
   const trail = sources.audit?.status();
   const auditFailing = trail !== undefined && !trail.healthy;
   // A failed trail retries only when asked (at most once a second); a node that a load balancer
@@ -63,9 +69,10 @@ export function readiness(token: Token, keyStores: KeyStoreConnections | undefin
   if (auditFailing) void sources.audit?.ready();
   const failClosed = sources.audit?.failClosed ?? false;
   return {
-    ready: token.isHealthy() && !databaseAway && !(failClosed && auditFailing),
+    ready: token.isHealthy() && !databaseAway(database) && !(failClosed && auditFailing),
     token: { label: token.label, state: token.state, recoveries: token.recoveries, sessions: token.poolStats() },
-    customKeyStores: databaseAway ? undefined : keyStoreSummary(keyStores),
+    // The custom key stores are rows of the metadata database.
+    customKeyStores: whileDatabaseUp(database, () => keyStores?.summary()),
     database,
     audit: { enabled: trail !== undefined, failClosed, state: auditFailing ? 'failing' : 'ok' },
   };

@@ -1,5 +1,6 @@
 import client from 'prom-client';
 import type { Token } from '../hsm/token.js';
+import { databaseAway, whileDatabaseUp } from '../kms/health.js';
 import type { DatabaseHealth } from '../model/database-health.js';
 import type { MetadataStore } from '../store/types.js';
 
@@ -94,20 +95,8 @@ interface Bound {
 }
 const bound: Bound = {};
 
-/** A shared database this node sees as unavailable: gauges that read it stay empty rather than wait and fail the scrape. */
-function databaseAway(): boolean {
-  const db = bound.database?.();
-  return db?.kind === 'postgresql' && db.state !== 'ok';
-}
-
-/** The custom key stores are database rows: not asked for while the database is away (see p11kms_keys), none if it fails meanwhile. */
-function keyStoreSummary(): { id: string; state: string; local: { state: string } }[] {
-  try {
-    return databaseAway() ? [] : bound.keyStores?.summary() ?? [];
-  } catch {
-    return [];
-  }
-}
+/** The custom key stores are database rows: none while the database is away (see p11kms_keys) or if reading them fails. */
+const keyStoreSummary = () => whileDatabaseUp(bound.database?.(), () => bound.keyStores?.summary()) ?? [];
 
 const STORE_STATES = ['CONNECTED', 'CONNECTING', 'DISCONNECTED', 'DISCONNECTING', 'FAILED'] as const;
 /** Read at scrape time from the key store registry: every store, 1 for its current state and 0 for the others. */
@@ -206,14 +195,8 @@ new client.Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    // Counting reads the database: not while it is away (the scrape would wait for it, then fail whole).
-    if (databaseAway()) return;
-    let counts: Record<string, number> | undefined;
-    try {
-      counts = bound.store?.countKeysByState?.();
-    } catch {
-      return; // the database went away meanwhile: p11kms_database_up says so
-    }
+    // Counting reads the database: not while it is away (p11kms_database_up says so).
+    const counts = whileDatabaseUp(bound.database?.(), () => bound.store?.countKeysByState?.());
     if (!counts) return;
     for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
   },
@@ -227,7 +210,7 @@ new client.Gauge({
   collect() {
     this.reset();
     const db = bound.database?.();
-    if (db) this.set({ kind: db.kind }, db.kind === 'sqlite' || db.state === 'ok' ? 1 : 0);
+    if (db) this.set({ kind: db.kind }, databaseAway(db) ? 0 : 1);
   },
 });
 

@@ -265,8 +265,7 @@ export class PgStore extends SqliteStore implements MetadataStore {
    */
   override listPendingMaterials(): KeyMaterialRecord[] {
     const abandoned = this.db
-      .prepare(`SELECT key_id, version FROM key_materials WHERE state = 'pending' AND (owner IS NULL OR
-        (owner <> ? AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(owner))))`)
+      .prepare(`SELECT key_id, version FROM key_materials WHERE state = 'pending' AND ${ownerGone('owner')}`)
       .all(this.instanceId) as { key_id: string; version: number }[];
     const wanted = new Set(abandoned.map((r) => `${r.key_id}:${r.version}`));
     return super.listPendingMaterials().filter((m) => wanted.has(`${m.keyId}:${m.version}`));
@@ -274,8 +273,7 @@ export class PgStore extends SqliteStore implements MetadataStore {
 
   private abandonedImportTokenIds(): Set<string> {
     const rows = this.db
-      .prepare(`SELECT token_id FROM import_tokens WHERE owner IS NULL OR
-        (owner <> ? AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(owner)))`)
+      .prepare(`SELECT token_id FROM import_tokens WHERE ${ownerGone('owner')}`)
       .pluck()
       .all(this.instanceId) as Buffer[];
     return new Set(rows.map((b) => b.toString('hex')));
@@ -287,8 +285,7 @@ export class PgStore extends SqliteStore implements MetadataStore {
         ON CONFLICT (store_id, instance) DO UPDATE SET reachable = excluded.reachable, error_code = excluded.error_code, at = excluded.at`)
       .run(storeId, this.instanceId, reachable ? 1 : 0, errorCode ?? null, Date.now());
     this.db
-      .prepare(`DELETE FROM custom_key_store_reach WHERE store_id = ? AND instance <> ?
-        AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(instance))`)
+      .prepare(`DELETE FROM custom_key_store_reach WHERE store_id = ? AND ${ownerGone('instance')}`)
       .run(storeId, this.instanceId);
     // Written before read, by every node: of two nodes losing the store at once, the later reader sees the other's report.
     const others = this.db
@@ -300,8 +297,7 @@ export class PgStore extends SqliteStore implements MetadataStore {
 
   private abandonedKeyStoreSteps(): string[] {
     return this.db
-      .prepare(`SELECT id FROM custom_key_stores WHERE connection_state IN ('CONNECTING', 'DISCONNECTING') AND (connection_owner IS NULL OR
-        (connection_owner <> ? AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(connection_owner))))`)
+      .prepare(`SELECT id FROM custom_key_stores WHERE connection_state IN ('CONNECTING', 'DISCONNECTING') AND ${ownerGone('connection_owner')}`)
       .pluck()
       .all(this.instanceId) as string[];
   }
@@ -311,6 +307,14 @@ export class PgStore extends SqliteStore implements MetadataStore {
     super.close();
   }
 }
+
+/**
+ * SQL for "the daemon instance named in this column is gone" (one `?`: this instance's id): no
+ * owner, or another owner whose instance lock is free (its process or its database connection
+ * ended). pg_try_advisory_xact_lock takes the lock only for this statement.
+ */
+const ownerGone = (column: string) =>
+  `(${column} IS NULL OR (${column} <> ? AND pg_try_advisory_xact_lock(${INSTANCE_LOCK_NS}, hashtext(${column}))))`;
 
 /**
  * Adds session settings to the URL's `options`: the instance id (rows default to their writer)
